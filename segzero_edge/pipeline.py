@@ -1,0 +1,180 @@
+"""The one chain from (image, query) to a mask, written once for every back end.
+
+    prompt → reasoner.generate → parse → rescale 840 → W×H → segmenter.decode → best mask
+
+Back ends plug in through two small protocols: the PyTorch reference
+(`segzero_edge.models`) and the torch-free runtime (`segzero_edge.runtime`) both do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .answer import AnswerError, parse_answer
+from .geometry import clip_box, clip_point, is_degenerate
+from .images import ImageLike, load_image
+
+#: Longest query accepted; longer ones are refused rather than silently truncated.
+MAX_QUERY_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a reasoner returns for one query: the text plus its own stage timings."""
+
+    text: str
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+    tokens: int = 0
+
+
+@runtime_checkable
+class Reasoner(Protocol):
+    """A vision-language model that answers Seg-Zero prompts."""
+
+    def encode_image(self, image: np.ndarray) -> Any:
+        """Prepare an RGB uint8 HxWx3 image once (resize to 840², vision features where the
+        back end can cache them); the result is reusable across queries."""
+        ...
+
+    def generate(self, encoded: Any, query: str) -> Generation:
+        """Answer one query about an encoded image with the Seg-Zero prompt."""
+        ...
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """A promptable segmenter with SAM2's box + points interface."""
+
+    def encode(self, image: np.ndarray) -> Any:
+        """Image embedding of an RGB uint8 HxWx3 image, reusable across prompts."""
+        ...
+
+    def decode(
+        self, embedding: Any, box: Sequence[int], points: Sequence[Sequence[int]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Multimask output for a box and positive points in original-image pixels:
+        masks [K, H, W] bool at the original size and predicted IoU scores [K] float32."""
+        ...
+
+
+@dataclass
+class Result:
+    """The outcome of one query. A failed parse or segmentation gives ok=False with the
+    reason in `error`; it does not raise."""
+
+    ok: bool
+    query: str
+    error: str | None = None
+    mask: np.ndarray | None = None  # HxW bool at the original image size
+    bbox: tuple[int, int, int, int] | None = None  # original-image pixels
+    points: tuple[tuple[int, int], ...] | None = None
+    score: float | None = None  # the segmenter's predicted IoU for the kept mask
+    thinking: str = ""
+    answer_text: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """A JSON-ready summary (the mask as its area, not its pixels)."""
+        return {
+            "ok": self.ok,
+            "query": self.query,
+            "error": self.error,
+            "bbox": list(self.bbox) if self.bbox else None,
+            "points": [list(p) for p in self.points] if self.points else None,
+            "score": self.score,
+            "mask_area": int(self.mask.sum()) if self.mask is not None else None,
+            "thinking": self.thinking,
+            "answer_text": self.answer_text,
+            "timings": self.timings,
+            "warnings": self.warnings,
+        }
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def check_query(query: str) -> str | None:
+    """The reason a query cannot be used, or None when it is fine."""
+    if not isinstance(query, str):
+        return f"query must be a string, got {type(query).__name__}"
+    if not query.strip(" .\t\n"):
+        return "query is empty"
+    if len(query) > MAX_QUERY_CHARS:
+        return f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}"
+    return None
+
+
+class ReasoningPipeline:
+    """Chains any `Reasoner` with any `Segmenter`, following Seg-Zero's inference."""
+
+    def __init__(self, reasoner: Reasoner, segmenter: Segmenter) -> None:
+        self.reasoner = reasoner
+        self.segmenter = segmenter
+
+    def segment(self, image: ImageLike, query: str) -> Result:
+        """Segment the object a free-text query describes. Bad images raise `ImageError`;
+        everything that goes wrong after that comes back as `Result(ok=False)`."""
+        return self.segment_many(image, [query])[0]
+
+    def segment_many(self, image: ImageLike, queries: Sequence[str]) -> list[Result]:
+        """Several queries on one image: both models encode the image once."""
+        if isinstance(queries, str):
+            raise TypeError("segment_many takes a list of queries; use segment() for one")
+        pixels = load_image(image)
+        start = time.perf_counter()
+        encoded = self.reasoner.encode_image(pixels)
+        vision_ms = _ms(start)
+        embedding = None
+        results = []
+        for index, query in enumerate(queries):
+            timings = {"reasoner_vision_ms": vision_ms if index == 0 else 0.0}
+            problem = check_query(query)
+            if problem is not None:
+                results.append(Result(ok=False, query=str(query), error=problem, timings=timings))
+                continue
+            total = time.perf_counter()
+            generation = self.reasoner.generate(encoded, query)
+            timings.update(
+                reasoner_prefill_ms=generation.prefill_ms,
+                reasoner_decode_ms=generation.decode_ms,
+                tokens=float(generation.tokens),
+            )
+            result = Result(ok=False, query=query, answer_text=generation.text, timings=timings)
+            results.append(result)
+            try:
+                answer = parse_answer(generation.text)
+            except AnswerError as exc:
+                result.error = f"unparseable answer: {exc}"
+                timings["total_ms"] = _ms(total) + timings["reasoner_vision_ms"]
+                continue
+            height, width = pixels.shape[:2]
+            answer = answer.rescale(width, height)
+            result.thinking = answer.thinking
+            box = clip_box(answer.bbox, width, height)
+            points = tuple(clip_point(p, width, height) for p in answer.points)
+            result.bbox, result.points = box, points
+            if embedding is None:  # first query that needs it pays the encode
+                start = time.perf_counter()
+                embedding = self.segmenter.encode(pixels)
+                timings["segmenter_encode_ms"] = _ms(start)
+            else:
+                timings["segmenter_encode_ms"] = 0.0
+            start = time.perf_counter()
+            masks, scores = self.segmenter.decode(embedding, box, points)
+            timings["segmenter_decode_ms"] = _ms(start)
+            best = int(np.argmax(scores))
+            result.mask = np.asarray(masks[best], dtype=bool)
+            result.score = float(scores[best])
+            result.ok = True
+            if is_degenerate(answer.bbox):
+                result.warnings.append("degenerate box (zero width or height): the points carry the prompt")
+            timings["total_ms"] = _ms(total) + timings["reasoner_vision_ms"]
+        return results
