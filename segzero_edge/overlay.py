@@ -1,0 +1,58 @@
+"""Render a `Result` over its image: mask tint, box, points, and a caption with the query
+and the reasoning. PIL only, so the runtime can draw without matplotlib."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .pipeline import Result
+
+_MASK_RGB = np.array([30, 144, 255], dtype=np.float32)
+_BOX_RGB = (255, 64, 64)
+_POINT_RGB = (255, 215, 0)
+
+
+def render_overlay(image: np.ndarray, result: Result, *, alpha: float = 0.5, caption: bool = True) -> Image.Image:
+    """An RGB image: the input with the result drawn on it, plus a caption strip below."""
+    canvas = image.astype(np.float32)
+    if result.mask is not None:
+        m = result.mask
+        canvas[m] = canvas[m] * (1 - alpha) + _MASK_RGB * alpha
+    out = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(out)
+    scale = max(1, round(max(out.size) / 400))
+    if result.bbox is not None:
+        draw.rectangle(result.bbox, outline=_BOX_RGB, width=2 * scale)
+    for x, y in result.points or ():
+        r = 4 * scale
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=_POINT_RGB, outline=(0, 0, 0), width=scale)
+    if not caption:
+        return out
+    return _with_caption(out, result)
+
+
+def _with_caption(image: Image.Image, result: Result) -> Image.Image:
+    font = ImageFont.load_default()
+    width_chars = max(20, image.width // 7)
+    lines = textwrap.wrap(f"Query: {result.query}", width_chars)
+    if result.ok:
+        status = f"bbox={list(result.bbox or ())} points={[list(p) for p in result.points or ()]}"
+        if result.score is not None:
+            status += f" score={result.score:.3f}"
+    else:
+        status = f"FAILED: {result.error}"
+    lines += textwrap.wrap(status, width_chars)
+    if result.thinking:
+        lines += textwrap.wrap(f"Reasoning: {result.thinking.strip()}", width_chars)[:8]
+    line_height = 14
+    strip = Image.new("RGB", (image.width, line_height * len(lines) + 8), (20, 20, 20))
+    draw = ImageDraw.Draw(strip)
+    for i, line in enumerate(lines):
+        draw.text((4, 4 + i * line_height), line, fill=(235, 235, 235), font=font)
+    out = Image.new("RGB", (image.width, image.height + strip.height))
+    out.paste(image, (0, 0))
+    out.paste(strip, (0, image.height))
+    return out
