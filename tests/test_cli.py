@@ -53,3 +53,23 @@ def test_bad_overrides_say_why(item, match):
 def test_parse_value_int():
     with pytest.raises(ValueError):
         parse_value(int, "1.5")
+
+
+def test_dataclass_options_required_and_flags():
+    import argparse
+
+    from segzero_edge.cli.dataclass_args import add_dataclass_args, dataclass_from_args
+
+    @dataclasses.dataclass(frozen=True)
+    class Need:
+        src: str = dataclasses.field(metadata={"help": "source"})
+        fast: bool = dataclasses.field(default=False, metadata={"help": "go fast"})
+        n: int = dataclasses.field(default=2, metadata={"help": "count"})
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_dataclass_args(parser, Need)
+    cfg = dataclass_from_args(Need, parser.parse_args(["--src", "a", "--fast", "--n", "5"]))
+    assert cfg == Need(src="a", fast=True, n=5)
+    assert dataclass_from_args(Need, parser.parse_args(["--src", "b"])) == Need(src="b")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--fast"])  # --src missing

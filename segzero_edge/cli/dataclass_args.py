@@ -70,9 +70,17 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, prefix: st
         if get_origin(inner) is Literal:
             kwargs["choices"] = [str(c) for c in get_args(inner)]
         help_text = field_help(f)
-        kwargs["help"] = f"{help_text} (default: {default})" if help_text else f"(default: {default})"
-        kwargs["type"] = lambda text, _tp=tp: parse_value(_tp, text)
-        kwargs["metavar"] = f.name.upper() if "choices" not in kwargs else None
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        if required:
+            kwargs["required"] = True
+            kwargs["help"] = help_text
+        else:
+            kwargs["help"] = f"{help_text} (default: {default})" if help_text else f"(default: {default})"
+        if inner is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = lambda text, _tp=tp: parse_value(_tp, text)
+            kwargs["metavar"] = f.name.upper() if "choices" not in kwargs else None
         parser.add_argument(f"--{prefix.replace('_', '-')}{f.name.replace('_', '-')}", **kwargs)
 
 

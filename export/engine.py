@@ -1,0 +1,73 @@
+"""Export both models into one self-describing engine directory, atomically.
+
+Everything is written into a sibling temp folder and renamed into place at the very end,
+with `manifest.json` written last; an interrupted export never leaves a half directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from segzero_edge.manifest import write_manifest
+
+ReasonerPrecision = Literal["fp32", "fp16", "int8", "int4"]
+SegmenterPrecision = Literal["fp32", "fp16", "int8"]
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What `segzero-edge export` builds."""
+
+    reasoner: str = field(metadata={"help": "reasoner source: a local HF directory or a Hub id"})
+    segmenter: str = field(metadata={"help": "segmenter source: a local HF directory or a Hub id (SAM2)"})
+    out: Path = field(metadata={"help": "engine directory to create"})
+    reasoner_precision: ReasonerPrecision = field(default="int4", metadata={"help": "reasoner graph precision"})
+    segmenter_precision: SegmenterPrecision = field(default="fp32", metadata={"help": "segmenter graph precision"})
+    block_size: int = field(default=32, metadata={"help": "int4 quantization block size (power of two ≥ 16)"})
+    tensorrt: bool = field(default=False, metadata={"help": "also build TensorRT plans (needs tensorrt and a GPU)"})
+    force: bool = field(default=False, metadata={"help": "replace an existing output directory"})
+
+    def __post_init__(self) -> None:
+        if self.block_size < 16 or self.block_size & (self.block_size - 1):
+            raise ValueError(f"block_size must be a power of two ≥ 16, got {self.block_size}")
+
+
+def export_engines(config: ExportConfig, *, progress: bool = True) -> Path:
+    """Build `config.out` with reasoner/, segmenter/, optional trt/, and manifest.json."""
+    out = Path(config.out)
+    if out.exists() and not config.force:
+        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from .reasoner import export_reasoner
+    from .segmenter import export_segmenter
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        components = {
+            "reasoner": export_reasoner(
+                config.reasoner, staging / "reasoner", precision=config.reasoner_precision,
+                block_size=config.block_size, progress=progress,
+            ),
+            "segmenter": export_segmenter(config.segmenter, staging / "segmenter", precision=config.segmenter_precision),
+        }
+        if config.tensorrt:
+            from .tensorrt import build_engine_plans
+
+            components["trt"] = build_engine_plans(staging, components)
+        write_manifest(staging, sources={"reasoner": config.reasoner, "segmenter": config.segmenter}, components=components)
+        if out.exists():  # --force: swap the new directory in, then drop the old one
+            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, trash)
+            os.replace(staging, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out

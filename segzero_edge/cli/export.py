@@ -1,0 +1,36 @@
+"""`segzero-edge export`: both models → one verified engine directory."""
+
+from __future__ import annotations
+
+import argparse
+
+from .dataclass_args import add_dataclass_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from segzero_edge.export.engine import ExportConfig
+
+    parser = sub.add_parser(
+        "export",
+        help="export reasoner + segmenter to quantized ONNX (and TensorRT) engines",
+        description="Export a Qwen2.5-VL reasoner and a SAM2 segmenter (local dirs or Hub ids) to an engine "
+        "directory with manifest.json. Written atomically: an interrupted export leaves nothing behind.",
+    )
+    add_dataclass_args(parser, ExportConfig)
+    parser.add_argument("--verify", action="store_true", help="run the parity checks after exporting")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from segzero_edge.export.engine import ExportConfig, export_engines
+
+    from .dataclass_args import dataclass_from_args
+
+    config = dataclass_from_args(ExportConfig, args)
+    out = export_engines(config)
+    print(f"wrote {out} (reasoner {config.reasoner_precision}, segmenter {config.segmenter_precision})")
+    if args.verify:
+        from .verify import verify_dir
+
+        return verify_dir(out, reasoner=config.reasoner, segmenter=config.segmenter)
+    return 0
