@@ -1,0 +1,1 @@
+"""PyTorch reference reasoner and segmenter (torch, transformers)."""

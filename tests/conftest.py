@@ -1,0 +1,24 @@
+"""Shared pytest setup: test-tier markers and the session's tiny random-weight checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Also declared in pyproject.toml; repeated here so the markers exist under any rootdir.
+    config.addinivalue_line("markers", "slow: larger configurations, excluded from make test")
+    config.addinivalue_line("markers", "gpu: needs CUDA; skipped where it is missing")
+    config.addinivalue_line("markers", "trt: needs TensorRT; skipped where it is missing")
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    """`TinyModels(reasoner: Path, segmenter: Path)`: Hugging Face dirs, built once per machine.
+
+    Cached under `$SEGZERO_EDGE_CACHE` (default `~/.cache/segzero-edge`) in a directory keyed
+    by the builder source, library versions and seed. Treat the files as read-only.
+    """
+    from segzero_edge.testing import cached_tiny_models
+
+    return cached_tiny_models(seed=0)
