@@ -150,3 +150,32 @@ def padded_windows(grid_thw: np.ndarray, geometry: VisionGeometry | None = None)
     scatter = np.empty(patch_order.size, dtype=np.int64)
     scatter[patch_order] = flat_slots
     return PaddedWindows(gather=gather, valid=valid, scatter=scatter)
+
+
+def rotary_inv_freq(head_dim: int, theta: float = 10000.0) -> np.ndarray:
+    """[head_dim // 4] float32 inverse frequencies of the axial (row, col) rotary embedding.
+
+    Same float32 arithmetic as `Qwen2_5_VLVisionRotaryEmbedding.compute_axial_rope_parameters`.
+    """
+    if head_dim % 4:
+        raise ValueError(f"vision head_dim must be a multiple of 4 (two axes x cos/sin halves), got {head_dim}")
+    spatial_dim = head_dim // 2
+    exponent = np.arange(0, spatial_dim, 2, dtype=np.float32) / np.float32(spatial_dim)
+    # torch's float32 pow is correctly rounded; numpy's float32 pow is off by 1 ulp for some
+    # entries, float64 pow rounded to float32 matches torch exactly.
+    power = np.power(np.float64(theta), exponent.astype(np.float64)).astype(np.float32)
+    return (np.float32(1.0) / power).astype(np.float32)
+
+
+def rotary_cos_sin(position_ids: np.ndarray, head_dim: int, theta: float = 10000.0) -> tuple[np.ndarray, np.ndarray]:
+    """(cos, sin), each [N, head_dim] float32, for patch (row, col) ids [N, 2].
+
+    Layout as HF: angles [row freqs | col freqs] (head_dim/2), repeated twice for rotate_half.
+    """
+    position_ids = np.asarray(position_ids)
+    if position_ids.ndim != 2 or position_ids.shape[1] != 2:
+        raise ValueError(f"position_ids must be [N, 2] (row, col), got shape {position_ids.shape}")
+    freqs = position_ids.astype(np.float32)[:, :, None] * rotary_inv_freq(head_dim, theta)  # [N, 2, d/4]
+    angles = freqs.reshape(position_ids.shape[0], -1)  # [N, d/2]: row block then col block
+    angles = np.concatenate([angles, angles], axis=-1)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)

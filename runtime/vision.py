@@ -1,0 +1,98 @@
+"""`OrtVision`: Qwen2.5-VL image features from vision.onnx, torch-free.
+
+    vision = OrtVision.from_file("engines/reasoner/vision.onnx", provider="cpu")
+    features, grid_thw = vision.features(rgb_840)   # [900, hidden] float32, [[1, 60, 60]]
+
+Preprocessing (`qwen_preprocess`) and the grid-dependent graph inputs (`qwen_vision_index`)
+run in numpy; the graph inputs depend only on the grid, so they are cached per grid.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero_edge.runtime import reasoner_io as io
+from segzero_edge.runtime.providers import check_io, create_session
+from segzero_edge.runtime.qwen_preprocess import preprocess_image
+from segzero_edge.runtime.qwen_vision_index import padded_windows, rotary_cos_sin, vision_position_ids
+
+
+def grid_inputs(grid_thw: np.ndarray, meta: io.VisionMeta) -> dict[str, np.ndarray]:
+    """The grid-dependent vision.onnx inputs (rotary tables, window slots) for one image grid [1, 3]."""
+    grid_thw = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
+    if grid_thw.shape[0] != 1 or grid_thw[0, 0] != 1:
+        raise ValueError(f"vision.onnx takes one still image (grid_thw [[1, h, w]]), got {grid_thw.tolist()}")
+    cos, sin = rotary_cos_sin(
+        vision_position_ids(grid_thw, meta.geometry.spatial_merge_size), meta.head_dim, meta.rope_theta
+    )
+    windows = padded_windows(grid_thw, meta.geometry)
+    return {
+        io.ROTARY_COS: cos,
+        io.ROTARY_SIN: sin,
+        io.WINDOW_GATHER: windows.gather,
+        io.WINDOW_VALID: windows.valid,
+        io.WINDOW_SCATTER: windows.scatter,
+    }
+
+
+def read_meta(session: Any, path: str | Path) -> io.VisionMeta:
+    """The `VisionMeta` stored in the graph's metadata by `export_vision`."""
+    props = session.get_modelmeta().custom_metadata_map
+    if io.VISION_META_KEY not in props:
+        raise ValueError(
+            f"{path} has no {io.VISION_META_KEY!r} metadata (not written by export_vision?); "
+            "re-export it or pass meta= explicitly"
+        )
+    return io.VisionMeta.from_dict(json.loads(props[io.VISION_META_KEY]))
+
+
+class OrtVision:
+    """vision.onnx on onnxruntime: RGB uint8 image -> image features, one image per call."""
+
+    def __init__(self, session: Any, meta: io.VisionMeta) -> None:
+        check_io(session, io.VISION_INPUTS, io.VISION_OUTPUTS, "vision.onnx")
+        self.session = session
+        self.meta = meta
+        self._grid_cache: dict[tuple[int, ...], dict[str, np.ndarray]] = {}
+        self.last_ms: dict[str, float] = {}
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        provider: str = "cpu",
+        *,
+        threads: int | None = None,
+        meta: io.VisionMeta | None = None,
+        **provider_options: Any,
+    ) -> OrtVision:
+        """Open `path` on provider "cpu" | "cuda" | "tensorrt"; `meta` defaults to the graph's own."""
+        session = create_session(path, provider, threads=threads, **provider_options)
+        return cls(session, meta if meta is not None else read_meta(session, path))
+
+    def inputs(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(feed dict, grid_thw [1, 3] int64) for an RGB uint8 HxWx3 image."""
+        pixel_values, grid_thw = preprocess_image(image, self.meta.image)
+        key = tuple(grid_thw.reshape(-1).tolist())
+        if key not in self._grid_cache:
+            self._grid_cache[key] = grid_inputs(grid_thw, self.meta)
+        return {io.PIXEL_VALUES: pixel_values, **self._grid_cache[key]}, grid_thw
+
+    def features(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """RGB uint8 HxWx3 -> (features [n_tokens, out_hidden] float32, grid_thw [1, 3] int64).
+
+        Row r of features replaces the r-th <|image_pad|> token; n_tokens = h*w/4 (900 for an
+        840x840 image). Timings of the last call are in `last_ms` (preprocess, graph).
+        """
+        start = time.perf_counter()
+        feeds, grid_thw = self.inputs(image)
+        mid = time.perf_counter()
+        (features,) = self.session.run([io.IMAGE_FEATURES], feeds)
+        end = time.perf_counter()
+        self.last_ms = {"preprocess": (mid - start) * 1e3, "graph": (end - mid) * 1e3}
+        return np.asarray(features, dtype=np.float32), grid_thw
