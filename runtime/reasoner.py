@@ -1,0 +1,212 @@
+"""`OrtReasoner`: the torch-free Qwen2.5-VL reasoner (vision + embed + KV-cache decoder graphs).
+
+    r = OrtReasoner.from_dir("engines/reasoner", provider="cpu", meta=manifest.component("reasoner"))
+    enc = r.encode_image(rgb)             # 840×840 resize + vision features, reusable
+    g = r.generate(enc, "the red cup")    # Generation(text, prefill_ms, decode_ms, tokens)
+
+Prompt flow: render Seg-Zero's chat prompt from the manifest (`PromptTokenizer`), embed the
+ids (`embed.onnx`), overwrite the <|image_pad|> rows with the vision features (numpy, the
+same as HF's masked_scatter), M-RoPE positions from `qwen_rope.rope_index`, then prefill and
+decode (`TextDecoder`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from segzero_edge.pipeline import Generation
+from segzero_edge.prompts import REASONER_SIZE, resize_for_reasoner
+from segzero_edge.runtime.decoder import DecodeResult, GenerationConfig, TextDecoder
+from segzero_edge.runtime.qwen_rope import rope_index
+from segzero_edge.runtime.tokenizer import PromptTokenizer
+
+#: on_token(token_id, text_so_far): called once per generated token (streaming).
+TokenCallback = Callable[[int, str], None]
+#: image 840×840 RGB uint8 -> (features [n_tokens, hidden] float32, grid_thw [1, 3] int64)
+VisionFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def make_session(path: str | Path, provider: str = "cpu", *, threads: int | None = None) -> Any:
+    """An onnxruntime InferenceSession with full graph optimisation; `threads` = intra-op threads
+    (None: onnxruntime's default, one per physical core)."""
+    import onnxruntime as ort
+
+    if provider not in _PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}; use one of {', '.join(_PROVIDERS)}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX graph not found: {path}")
+    wanted = _PROVIDERS[provider]
+    missing = [p for p in wanted[:1] if p not in ort.get_available_providers()]
+    if missing:
+        raise RuntimeError(
+            f"provider {provider!r} needs {missing[0]}, which this onnxruntime build lacks "
+            f"(available: {ort.get_available_providers()}); install onnxruntime-gpu or use provider='cpu'"
+        )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+
+
+@dataclass
+class OrtEncoded:
+    """An image prepared once for many queries."""
+
+    image: np.ndarray  # [840, 840, 3] uint8
+    features: np.ndarray  # [n_tokens, hidden] float32, one row per <|image_pad|>
+    grid_thw: np.ndarray  # [1, 3] int64 patch grid
+    vision_ms: float = 0.0
+
+
+@dataclass
+class Prompt:
+    """Decoder inputs for one query."""
+
+    ids: np.ndarray  # [S] int64
+    inputs_embeds: np.ndarray  # [1, S, H]
+    position_ids: np.ndarray  # [3, 1, S] int64
+    rope_delta: int
+
+
+def _vision_from_dir(root: Path, meta: dict[str, Any], provider: str, threads: int | None) -> VisionFn:
+    """Part A's OrtVision over vision.onnx, as a VisionFn."""
+    from segzero_edge.runtime.vision import OrtVision
+
+    vision = OrtVision.from_file(root / meta["files"]["vision"], provider=provider, threads=threads)
+
+    def run(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return vision.features(image)
+
+    return run
+
+
+class OrtReasoner:
+    """Implements the `Reasoner` protocol with onnxruntime; no torch, no transformers."""
+
+    def __init__(self, text: TextDecoder, tokenizer: PromptTokenizer, vision: VisionFn, meta: dict[str, Any],
+                 *, config: GenerationConfig | None = None) -> None:
+        self.text, self.tokenizer, self.vision, self.meta = text, tokenizer, vision, meta
+        dims = meta["dims"]
+        self.spatial_merge_size = int(dims["spatial_merge_size"])
+        self.hidden = int(dims["hidden"])
+        self.resize = int(meta.get("preprocess", {}).get("resize", REASONER_SIZE))
+        default_rp = float(meta.get("generation", {}).get("repetition_penalty", 1.0))
+        self.config = (config or GenerationConfig()).resolved(default_rp)
+        self._default_rp = default_rp
+
+    @classmethod
+    def from_dir(
+        cls,
+        path: str | Path,
+        provider: str = "cpu",
+        meta: dict[str, Any] | None = None,
+        *,
+        threads: int | None = None,
+        config: GenerationConfig | None = None,
+        vision: VisionFn | None = None,
+    ) -> OrtReasoner:
+        """Load `path/{vision,embed,decoder}.onnx` + tokenizer.json described by `meta` (the
+        manifest's reasoner component; read from `path/../manifest.json` when None).
+        `vision` replaces the vision graph (tests, or a TensorRT vision engine)."""
+        root = Path(path)
+        if meta is None:
+            from segzero_edge.manifest import read_manifest
+
+            meta = read_manifest(root.parent).component("reasoner")
+        files = meta["files"]
+        dims = meta["dims"]
+        text = TextDecoder(
+            make_session(root / files["embed"], provider, threads=threads),
+            make_session(root / files["decoder"], provider, threads=threads),
+            num_layers=int(dims["num_layers"]),
+            kv_heads=int(dims["kv_heads"]),
+            head_dim=int(dims["head_dim"]),
+        )
+        tokenizer = PromptTokenizer.from_file(root / files["tokenizer"], meta)
+        if vision is None:
+            vision = _vision_from_dir(root, meta, provider, threads)
+        return cls(text, tokenizer, vision, meta, config=config)
+
+    def configure(self, **overrides: Any) -> None:
+        """Change the instance's generation settings (GenerationConfig field names)."""
+        known = {f.name for f in fields(GenerationConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown generation settings {unknown}; known: {sorted(known)}")
+        self.config = replace(self.config, **overrides).resolved(self._default_rp)
+
+    # -- Reasoner protocol ---------------------------------------------------------------------
+    def encode_image(self, image: np.ndarray | Image.Image) -> OrtEncoded:
+        """RGB uint8 HxWx3 (or PIL) -> 840×840 bilinear resize + vision features."""
+        pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+        resized = np.asarray(resize_for_reasoner(pil, self.resize))
+        start = time.perf_counter()
+        features, grid = self.vision(resized)
+        features = np.asarray(features, dtype=np.float32)
+        n_expected = int(np.prod(grid)) // self.spatial_merge_size**2
+        if features.ndim != 2 or features.shape != (n_expected, self.hidden):
+            raise ValueError(
+                f"vision features have shape {features.shape}, expected ({n_expected}, {self.hidden}) for grid "
+                f"{np.asarray(grid).tolist()}: the vision graph does not match this decoder"
+            )
+        return OrtEncoded(resized, features, np.asarray(grid, np.int64).reshape(1, 3),
+                          (time.perf_counter() - start) * 1e3)
+
+    def prompt(self, encoded: OrtEncoded, query: str) -> Prompt:
+        """Token ids, embeddings (image rows spliced in) and M-RoPE positions for one query."""
+        ids = self.tokenizer.encode_prompt(query, encoded.features.shape[0])
+        embeds = self.text.embed(ids[None])
+        embeds[0, ids == self.tokenizer.image_pad_id] = encoded.features.astype(embeds.dtype, copy=False)
+        positions, deltas = rope_index(
+            ids[None], encoded.grid_thw, image_token_id=self.tokenizer.image_pad_id,
+            spatial_merge_size=self.spatial_merge_size,
+        )
+        return Prompt(ids, embeds, positions, int(deltas[0, 0]))
+
+    def generate_ids(self, encoded: OrtEncoded, query: str, config: GenerationConfig | None = None,
+                     on_token: TokenCallback | None = None) -> tuple[np.ndarray, DecodeResult]:
+        """(prompt ids [S], DecodeResult with the new ids and timings)."""
+        cfg = (config or self.config).resolved(self._default_rp)
+        start = time.perf_counter()
+        prompt = self.prompt(encoded, query)
+        callback = None
+        if on_token is not None:
+            generated: list[int] = []
+
+            def callback(token: int) -> None:
+                generated.append(token)
+                on_token(token, self.tokenizer.decode(generated))
+
+        result = self.text.generate(
+            prompt.inputs_embeds, prompt.position_ids, prompt.ids, rope_delta=prompt.rope_delta, config=cfg,
+            stop_ids=self.tokenizer.stop_ids, on_token=callback, prefill_start=start,
+        )
+        return prompt.ids, result
+
+    def generate(self, encoded: OrtEncoded | np.ndarray | Image.Image, query: str,
+                 config: GenerationConfig | None = None, *, on_token: TokenCallback | None = None,
+                 **overrides: Any) -> Generation:
+        """Answer one query (Seg-Zero prompt). Settings: the instance's config, replaced by
+        `config`, then by keyword overrides; `on_token(id, text_so_far)` streams tokens."""
+        if not isinstance(encoded, OrtEncoded):
+            encoded = self.encode_image(encoded)
+        cfg = config or self.config
+        if overrides:
+            cfg = replace(cfg, **overrides)
+        _, result = self.generate_ids(encoded, query, cfg, on_token)
+        return Generation(self.tokenizer.decode(result.ids), result.prefill_ms, result.decode_ms, len(result.ids))

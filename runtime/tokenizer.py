@@ -1,0 +1,96 @@
+"""Torch-free prompt rendering and tokenisation for the reasoner (the `tokenizers` library only).
+
+The exporter renders the processor's chat template once, for Seg-Zero's messages (system
+turn, then user = [image, text]), around a sentinel user text and records what comes before
+and after it (`prompt.prefix`, `prompt.suffix`) in the manifest, together with Seg-Zero's user
+template. Rendering a query is then string concatenation: no Jinja at run time, and the text
+is byte-identical to `processor.apply_chat_template(chat_messages(query), add_generation_prompt=True)`
+(tests check this). The single `<|image_pad|>` in the prefix is expanded to one id per image
+feature row after tokenisation, as the HF processor does (special tokens never merge, so
+expanding ids equals expanding the text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Placeholder the exporter puts where the user text goes.
+USER_SENTINEL = "\u0000SEGZERO_USER_TEXT\u0000"
+#: Placeholder for the normalised question inside the user template.
+QUESTION_FIELD = "{question}"
+
+
+def normalize_question(text: str, rule: str) -> str:
+    """Apply the manifest's question normalisation rule (Seg-Zero: lower-case, strip dots)."""
+    if rule == "lower_strip_dots":
+        return text.lower().strip(".")
+    if rule == "none":
+        return text
+    raise ValueError(f"unknown question normalisation {rule!r} in the manifest (known: lower_strip_dots, none)")
+
+
+class PromptTokenizer:
+    """Seg-Zero prompt rendering + `tokenizers.Tokenizer` encode/decode, from manifest metadata.
+
+    meta: the reasoner component's `prompt` and `special_tokens` entries (see
+    `segzero_edge.export.reasoner.reasoner_metadata`).
+    """
+
+    def __init__(self, tokenizer: Any, meta: dict[str, Any]) -> None:
+        try:
+            prompt, special = meta["prompt"], meta["special_tokens"]
+            self.prefix: str = prompt["prefix"]
+            self.suffix: str = prompt["suffix"]
+            self.user_template: str = prompt["user_template"]
+            self.question_rule: str = prompt["question_normalization"]
+            self.image_pad_id = int(special["image_pad"])
+            self.stop_ids = frozenset(int(i) for i in special["eos"])
+        except KeyError as exc:
+            raise ValueError(f"reasoner metadata lacks {exc}; re-export the engine with this package") from None
+        if QUESTION_FIELD not in self.user_template:
+            raise ValueError(f"prompt.user_template has no {QUESTION_FIELD} field: {self.user_template[:80]!r}")
+        self.tokenizer = tokenizer
+        for name, token_id in special.items():
+            ids = token_id if isinstance(token_id, list) else [token_id]
+            for i in ids:
+                if name != "eos" and tokenizer.id_to_token(int(i)) is None:
+                    raise ValueError(f"special token {name} id {i} is not in tokenizer.json: mismatched engine files")
+
+    @classmethod
+    def from_file(cls, path: str | Path, meta: dict[str, Any]) -> PromptTokenizer:
+        from tokenizers import Tokenizer
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer file not found: {path}")
+        return cls(Tokenizer.from_file(str(path)), meta)
+
+    def user_text(self, query: str) -> str:
+        """Seg-Zero's user prompt for a query (str.replace: the template holds literal braces)."""
+        return self.user_template.replace(QUESTION_FIELD, normalize_question(query, self.question_rule))
+
+    def render(self, query: str) -> str:
+        """The full chat-formatted prompt with a single <|image_pad|> placeholder."""
+        return self.prefix + self.user_text(query) + self.suffix
+
+    def encode_prompt(self, query: str, n_image_tokens: int) -> np.ndarray:
+        """Prompt ids [S] int64 with the image placeholder expanded to `n_image_tokens` ids."""
+        ids = np.asarray(self.tokenizer.encode(self.render(query), add_special_tokens=True).ids, np.int64)
+        where = np.flatnonzero(ids == self.image_pad_id)
+        if where.size != 1:
+            raise ValueError(
+                f"the rendered prompt holds {where.size} <|image_pad|> tokens, expected exactly 1: "
+                "the prompt prefix in the manifest is malformed"
+            )
+        if n_image_tokens < 1:
+            raise ValueError(f"n_image_tokens must be >= 1, got {n_image_tokens}")
+        i = int(where[0])
+        return np.concatenate([ids[:i], np.full(n_image_tokens, self.image_pad_id, np.int64), ids[i + 1 :]])
+
+    def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = True) -> str:
+        """Text of generated ids (HF batch_decode with clean_up_tokenization_spaces=False)."""
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)

@@ -1,0 +1,198 @@
+"""PyTorch reference reasoner: Qwen2.5-VL (or Qwen2-VL) through transformers' `generate`.
+
+Seg-Zero checkpoints share the architecture, so any of them (local dir or Hub id) loads here,
+optionally with a peft LoRA adapter (merged on request). This is the reference the exported
+runtime is checked against (`segzero_edge.export.verify_reasoner`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from segzero_edge.pipeline import Generation
+from segzero_edge.prompts import chat_messages, resize_for_reasoner
+from segzero_edge.runtime.decoder import GenerationConfig
+
+__all__ = ["GenerationConfig", "TorchEncoded", "TorchReasoner"]
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class TorchEncoded:
+    """An image prepared once for many queries: the 840×840 image and its processor outputs."""
+
+    image: Image.Image  # 840×840 RGB
+    pixel_values: torch.Tensor  # [N, 1176]
+    image_grid_thw: torch.Tensor  # [1, 3]
+
+
+class _StepTimer:
+    """A generate() streamer that only records when the first new token arrives."""
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.first: float | None = None
+        self._calls = 0
+
+    def put(self, value: torch.Tensor) -> None:
+        self._calls += 1  # call 1 is the prompt, call 2 the first new token
+        if self._calls == 2:
+            self.first = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+
+def _model_class(config: Any) -> type:
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
+
+    classes = {"qwen2_5_vl": Qwen2_5_VLForConditionalGeneration, "qwen2_vl": Qwen2VLForConditionalGeneration}
+    if config.model_type not in classes:
+        raise ValueError(
+            f"model_type {config.model_type!r} is not supported; the reasoner must be a Qwen2.5-VL or Qwen2-VL "
+            "checkpoint (Seg-Zero checkpoints are Qwen2.5-VL)"
+        )
+    return classes[config.model_type]
+
+
+class TorchReasoner:
+    """Implements the `Reasoner` protocol with transformers. Build with `from_pretrained`."""
+
+    def __init__(self, model: Any, processor: Any, *, config: GenerationConfig | None = None,
+                 source: str = "") -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.config = config or GenerationConfig()
+        self.source = source
+        gen = getattr(model, "generation_config", None)
+        #: The checkpoint's repetition penalty (HF applies it in greedy mode too).
+        self.default_repetition_penalty = float(getattr(gen, "repetition_penalty", None) or 1.0)
+        eos = getattr(gen, "eos_token_id", None)
+        if eos is None:
+            eos = model.config.get_text_config().eos_token_id
+        self.eos_ids: list[int] = [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+        pad = getattr(gen, "pad_token_id", None)
+        self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_hub_id: str | os.PathLike[str],
+        *,
+        adapter: str | None = None,
+        merge_adapter: bool = False,
+        device: str = "cpu",
+        dtype: str | torch.dtype = "float32",
+        trust_remote_code: bool = False,
+        config: GenerationConfig | None = None,
+    ) -> TorchReasoner:
+        """Load a Qwen2.5-VL / Qwen2-VL checkpoint (+ optional peft LoRA adapter) and its processor."""
+        from transformers import AutoConfig
+
+        from segzero_edge.models.processor import load_processor
+
+        src = os.fspath(path_or_hub_id)
+        torch_dtype = _DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+        if not isinstance(torch_dtype, torch.dtype):
+            raise ValueError(f"dtype {dtype!r} is not one of {sorted(_DTYPES)} or a torch.dtype")
+        hf_config = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
+        model = _model_class(hf_config).from_pretrained(
+            src, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter)
+            if merge_adapter:
+                model = model.merge_and_unload()
+        elif merge_adapter:
+            raise ValueError("merge_adapter=True needs an adapter path")
+        model = model.to(device)
+        processor = load_processor(src, trust_remote_code=trust_remote_code)
+        return cls(model, processor, config=config, source=src)
+
+    @property
+    def hf_model(self) -> Any:
+        """The underlying transformers model (a merged or plain model; unwraps an unmerged peft model)."""
+        base = getattr(self.model, "get_base_model", None)
+        return base() if base is not None and not hasattr(self.model, "lm_head") else self.model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- Reasoner protocol -------------------------------------------------------------------------
+    def encode_image(self, image: np.ndarray | Image.Image) -> TorchEncoded:
+        """RGB uint8 HxWx3 (or PIL) -> 840×840 image + pixel_values / image_grid_thw."""
+        pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+        resized = resize_for_reasoner(pil)
+        out = self.processor.image_processor(images=[resized], return_tensors="pt")
+        return TorchEncoded(resized, out["pixel_values"], out["image_grid_thw"])
+
+    def prompt_inputs(self, encoded: TorchEncoded, query: str) -> dict[str, torch.Tensor]:
+        """Processor outputs for one query (input_ids, attention_mask, mm_token_type_ids, pixels)."""
+        text = self.processor.apply_chat_template(chat_messages(query), tokenize=False, add_generation_prompt=True)
+        inputs = self.processor(text=[text], images=[encoded.image], return_tensors="pt")
+        return {k: v.to(self.device) for k, v in inputs.items()}
+
+    def generate_ids(
+        self, encoded: TorchEncoded, query: str, config: GenerationConfig | None = None
+    ) -> tuple[torch.Tensor, list[int], float, float]:
+        """(prompt input_ids [1, S], new token ids, prefill ms, decode ms) with HF `generate`.
+
+        Prefill time runs until the first new token reaches the streamer; decode time is the rest.
+        """
+        cfg = (config or self.config).resolved(self.default_repetition_penalty)
+        inputs = self.prompt_inputs(encoded, query)
+        timer = _StepTimer()
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": cfg.max_new_tokens,
+            "do_sample": not cfg.greedy,
+            "repetition_penalty": cfg.repetition_penalty,
+            "eos_token_id": self.eos_ids,
+            "pad_token_id": self.pad_id,
+            # explicit, so a checkpoint's generation_config (Qwen ships top_k=1) cannot change the sampler
+            "top_k": None,
+            "top_p": cfg.top_p if not cfg.greedy else None,
+            "temperature": cfg.temperature if not cfg.greedy else None,
+            "streamer": timer,
+        }
+        if not cfg.greedy and cfg.seed is not None:
+            torch.manual_seed(cfg.seed)
+        timer.start = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        end = time.perf_counter()
+        first = timer.first if timer.first is not None else end
+        prompt = inputs["input_ids"]
+        return prompt, out[0, prompt.shape[1] :].tolist(), (first - timer.start) * 1e3, (end - first) * 1e3
+
+    def generate(
+        self,
+        encoded: TorchEncoded | np.ndarray | Image.Image,
+        query: str,
+        config: GenerationConfig | None = None,
+        **overrides: Any,
+    ) -> Generation:
+        """Answer one query about an encoded image (or a raw image, encoded on the fly).
+
+        Settings: the instance's `config`, replaced by `config`, then by keyword overrides
+        (max_new_tokens, temperature, top_p, seed, repetition_penalty).
+        """
+        if not isinstance(encoded, TorchEncoded):
+            encoded = self.encode_image(encoded)
+        cfg = config or self.config
+        if overrides:
+            cfg = replace(cfg, **overrides)
+        _, ids, prefill_ms, decode_ms = self.generate_ids(encoded, query, cfg)
+        text = self.processor.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return Generation(text=text, prefill_ms=prefill_ms, decode_ms=decode_ms, tokens=len(ids))
