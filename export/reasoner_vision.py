@@ -20,17 +20,17 @@ graph uses the MatMul so int8 dynamic quantization covers it too.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
-
 from segzero_edge.runtime import reasoner_io as io
 from segzero_edge.runtime.qwen_preprocess import QwenImageConfig
 from segzero_edge.runtime.qwen_vision_index import VisionGeometry
 from segzero_edge.runtime.vision import grid_inputs
+from torch import nn
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -144,7 +144,10 @@ def vision_inputs(grid_thw: np.ndarray, meta: io.VisionMeta, pixel_values: np.nd
     return {io.PIXEL_VALUES: pixel_values, **feeds}
 
 
-def _export_fp32(wrapper: VisionExportWrapper, path: Path, grid: tuple[int, int, int], meta: io.VisionMeta) -> None:
+def _export_fp32(
+    wrapper: VisionExportWrapper, path: Path, grid: tuple[int, int, int], meta: io.VisionMeta,
+    external_data: bool | None,
+) -> None:
     feeds = vision_inputs(np.asarray([grid]), meta)
     args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in io.VISION_INPUTS)
     n_merged = torch.export.Dim("n_merged", min=1, max=1 << 16)
@@ -158,20 +161,23 @@ def _export_fp32(wrapper: VisionExportWrapper, path: Path, grid: tuple[int, int,
         {0: n_windows},
         {0: n},
     )
-    program = torch.onnx.export(
-        wrapper,
-        args,
-        input_names=list(io.VISION_INPUTS),
-        output_names=list(io.VISION_OUTPUTS),
-        dynamic_shapes=dynamic_shapes,
-        dynamo=True,
-        optimize=True,
-        verbose=False,
-    )
+    with warnings.catch_warnings():
+        # the exporter's own dim names are replaced in `_finalize`; its notes about them are noise
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
+        program = torch.onnx.export(
+            wrapper,
+            args,
+            input_names=list(io.VISION_INPUTS),
+            output_names=list(io.VISION_OUTPUTS),
+            dynamic_shapes=dynamic_shapes,
+            dynamo=True,
+            optimize=True,
+            verbose=False,
+        )
     data = path.with_name(path.name + ".data")
     data.unlink(missing_ok=True)
     # weights > 2 GB (the real fp32 tower) go to `vision.onnx.data` next to the graph
-    program.save(str(path), external_data=None)
+    program.save(str(path), external_data=external_data)
 
 
 #: symbolic dim names written into vision.onnx (the exporter's own are like "4*n_merged", "s79")
@@ -194,7 +200,7 @@ def _finalize(path: Path, meta: io.VisionMeta) -> None:
     onnx.save(model, str(path))
 
 
-def convert_vision(src: str | Path, dst: str | Path, precision: str) -> Path:
+def convert_vision(src: str | Path, dst: str | Path, precision: str, external_data: bool | None = None) -> Path:
     """Write `precision` (fp16 | int8) of an fp32 vision.onnx `src` to `dst`; returns `dst`.
 
     fp16: weights/activations float16 except FP16_KEEP_FP32_OPS; I/O stays float32.
@@ -206,9 +212,9 @@ def convert_vision(src: str | Path, dst: str | Path, precision: str) -> Path:
     if meta.precision != "fp32":
         raise ValueError(f"{src} is {meta.precision}; convert from the fp32 vision.onnx")
     if precision == "fp16":
-        convert_fp16(src, dst, keep_fp32_ops=FP16_KEEP_FP32_OPS)
+        convert_fp16(src, dst, keep_fp32_ops=FP16_KEEP_FP32_OPS, external_data=external_data)
     elif precision == "int8":
-        quantize_int8_dynamic(src, dst, op_types=("MatMul",))
+        quantize_int8_dynamic(src, dst, op_types=("MatMul",), external_data=external_data)
     else:
         raise ValueError(f"convert_vision precision must be 'fp16' or 'int8', got {precision!r}")
     meta = io.VisionMeta(meta.image, meta.geometry, meta.head_dim, meta.rope_theta, meta.out_hidden, precision)
@@ -222,6 +228,7 @@ def export_vision(
     grid: tuple[int, int, int] = io.SEGZERO_GRID,
     precision: str = "fp32",
     image_config: QwenImageConfig | None = None,
+    external_data: bool | None = None,
 ) -> Path:
     """Export the vision tower of `model` to `path` (vision.onnx) at `precision`; returns `path`.
 
@@ -229,6 +236,7 @@ def export_vision(
     grid (N, W dynamic). precision: fp32 | fp16 (Softmax and RMSNorm statistics stay fp32,
     I/O stays float32) | int8 (dynamic int8 MatMul weights). The graph's metadata carries
     `VisionMeta` (preprocessing and geometry) under `reasoner_io.VISION_META_KEY`.
+    external_data: weights in `<path>.data` (None: only when over 2 GB, e.g. the real fp32 tower).
     """
     if precision not in io.VISION_PRECISIONS:
         raise ValueError(f"precision {precision!r} not supported for vision.onnx; choose from {io.VISION_PRECISIONS}")
@@ -246,10 +254,10 @@ def export_vision(
     fp32_path = path if precision == "fp32" else path.with_name(path.stem + ".fp32.tmp.onnx")
     try:
         with torch.no_grad():
-            _export_fp32(VisionExportWrapper(visual).eval(), fp32_path, grid, meta)
+            _export_fp32(VisionExportWrapper(visual).eval(), fp32_path, grid, meta, external_data)
         _finalize(fp32_path, meta)
         if precision != "fp32":
-            convert_vision(fp32_path, path, precision)
+            convert_vision(fp32_path, path, precision, external_data)
     finally:
         if fp32_path != path:
             fp32_path.unlink(missing_ok=True)

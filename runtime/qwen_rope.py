@@ -26,7 +26,7 @@ def _runs(types: np.ndarray) -> list[tuple[int, int, int]]:
     cuts = np.flatnonzero(np.diff(types)) + 1
     starts = np.concatenate([[0], cuts])
     ends = np.concatenate([cuts, [types.size]])
-    return [(int(types[s]), int(s), int(e)) for s, e in zip(starts, ends)]
+    return [(int(types[s]), int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
 
 
 def vision_rope_positions(

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from segzero_edge.runtime import reasoner_io as io
 from segzero_edge.runtime.providers import check_io, create_session
 from segzero_edge.runtime.qwen_preprocess import preprocess_image

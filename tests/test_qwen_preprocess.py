@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-
 from segzero_edge.runtime.qwen_preprocess import (
     QwenImageConfig,
     num_image_tokens,
@@ -75,7 +74,7 @@ def test_patch_layout_is_merge_block_major():
     col = pv[:, 2 * 14 * 14] * 255 / 3  # channel 1, t 0, (0, 0) pixel
     patch_rows, patch_cols = np.rint(row / 14).astype(int), np.rint(col / 14).astype(int)
     # first merge block is patches (0,0),(0,1),(1,0),(1,1); the next block starts at column 2
-    assert list(zip(patch_rows[:6], patch_cols[:6])) == [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 3)]
+    assert list(zip(patch_rows[:6], patch_cols[:6], strict=True)) == [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 3)]
     # both temporal copies are identical
     per_patch = pv.reshape(-1, 3, 2, 14 * 14)
     np.testing.assert_array_equal(per_patch[:, :, 0], per_patch[:, :, 1])
