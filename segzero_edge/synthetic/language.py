@@ -28,7 +28,8 @@ SIZE_VISIBLE_RATIO = 1.2  # visible areas
 POSITION_MARGIN = 0.06  # of the image side, for leftmost/topmost
 DIRECT_CONE_DEG = 30.0  # "directly left of": within ±30° of the axis
 DIRECT_CLEAR_DEG = 50.0  # ... and nothing else within ±50°
-NEAREST_RATIO = 1.4
+NEAREST_RATIO = 1.4  # centroid distances, runner-up / nearest
+NEAREST_CLEARANCE = 0.03  # of the short side: the runner-up's bounding-circle gap beyond the nearest's
 
 
 @dataclass(frozen=True)

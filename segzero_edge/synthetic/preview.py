@@ -50,7 +50,14 @@ def render_preview(scene: Scene, queries: Sequence[Query]) -> Image.Image:
     draw = ImageDraw.Draw(panel)
     for o in scene.objects:
         draw.rectangle(o.bbox, outline=(255, 255, 255))
-        draw.text((o.centroid[0] - 3, o.centroid[1] - 6), str(o.index), fill=(0, 0, 0), font=font)
+        draw.text(
+            (o.bbox[0] + 3, o.bbox[1] + 2),
+            str(o.index),
+            fill=(255, 255, 255),
+            font=font,
+            stroke_width=2,
+            stroke_fill=(0, 0, 0),
+        )
     sx, sy = scene.width / 840, scene.height / 840
     for q in queries:  # the 840-space answer mapped back: the reference points as dots
         ans = answer_for(scene.objects[q.target].mask)

@@ -89,7 +89,7 @@ class SceneConfig:
     @property
     def overlap_prob(self) -> float:
         """Chance that a new object may overlap the ones already placed."""
-        return 0.1 + 0.5 * self.difficulty
+        return 0.05 + 0.45 * self.difficulty
 
     @property
     def radius_range(self) -> tuple[float, float]:
@@ -280,9 +280,16 @@ def _place(rng: np.random.Generator, cfg: SceneConfig) -> tuple[list[_Geom], np.
         may_overlap = rng.random() < cfg.overlap_prob
         # area-uniform sizes would crowd out large objects; log-uniform radii spread ranks
         r = float(np.exp(rng.uniform(math.log(rmin), math.log(rmax))))
-        for _attempt in range(60):
-            cx = rng.uniform(r + margin, W - r - margin)
-            cy = rng.uniform(r + margin, H - r - margin)
+        partners = [o for o in geoms if o.colour != colour] if may_overlap else []
+        for attempt in range(60):
+            if partners and attempt < 40:  # uniform placement rarely overlaps: aim at a neighbour
+                o = partners[int(rng.integers(len(partners)))]
+                angle, reach = rng.uniform(0, 2 * math.pi), rng.uniform(0.55, 1.0) * (r + o.r)
+                cx = float(np.clip(o.cx + reach * math.cos(angle), r + margin, W - r - margin))
+                cy = float(np.clip(o.cy + reach * math.sin(angle), r + margin, H - r - margin))
+            else:
+                cx = rng.uniform(r + margin, W - r - margin)
+                cy = rng.uniform(r + margin, H - r - margin)
             period = _PERIOD.get(shape)
             if shape == "cross":  # keep it a plus sign, not an ×
                 rot = rng.uniform(-1, 1) * (8 + 17 * cfg.difficulty)

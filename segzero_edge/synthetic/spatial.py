@@ -11,6 +11,7 @@ from .language import (
     DIRECT_CLEAR_DEG,
     DIRECT_CONE_DEG,
     EXTREME_WORD,
+    NEAREST_CLEARANCE,
     NEAREST_RATIO,
     Query,
     Ref,
@@ -105,10 +106,16 @@ def spatial_extreme_colour(scene: Scene, rng: np.random.Generator) -> list[Query
 
 
 def _nearest(o: SceneObject, a: SceneObject, sc: Scene) -> bool:
+    """o is clearly the nearest to a: by centroid distance (a ratio) and by the gap between
+    bounding circles; and no other object comes close to touching a (two shapes touching
+    the anchor would make "closest" a matter of opinion)."""
     rest = [x for x in sc.objects if x is not o and x is not a]
     d = math.dist(o.centroid, a.centroid)
+    clearance = NEAREST_CLEARANCE * min(sc.width, sc.height)
     return bool(rest) and all(
-        NEAREST_RATIO * d <= math.dist(x.centroid, a.centroid) and gap(o, a) < gap(x, a) for x in rest
+        NEAREST_RATIO * d <= math.dist(x.centroid, a.centroid)
+        and gap(x, a) >= max(gap(o, a), 0.0) + clearance
+        for x in rest
     )
 
 
