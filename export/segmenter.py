@@ -1,0 +1,227 @@
+"""SAM2 (transformers `Sam2Model`) → `encoder.onnx` + `decoder.onnx`.
+
+Two export-only wrappers with flat tensor I/O (names in `runtime/segmenter_io.py`),
+exported with `torch.onnx.export(..., dynamo=True)`:
+
+- the encoder is `Sam2Model.get_image_embeddings`: Hiera + FPN, the decoder's conv_s0/s1
+  projections of the high-res levels, and the no-memory embedding on the last level;
+- the decoder is the prompt encoder + mask decoder for points and labels (a box is its two
+  corners with labels 2 and 3, as SAM encodes it), with multimask output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from segzero_edge.runtime import segmenter_io as io
+
+#: ONNX opset of the exported graphs (LayerNormalization needs ≥ 17).
+OPSET = 18
+#: Above this many bytes of weights, graphs are saved with external data (protobuf's 2 GiB limit).
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+#: Decoder prompts may have 1..MAX_POINTS points (Seg-Zero's prompt is 2 points + 2 corners + 1 pad).
+MAX_POINTS = 64
+
+
+class SamEncoderExport(nn.Module):
+    """pixel_values [1,3,1024,1024] → high_res_feats_0, high_res_feats_1, image_embeddings."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s0, s1, embeddings = self.model.get_image_embeddings(pixel_values)
+        return s0, s1, embeddings
+
+
+class SamDecoderExport(nn.Module):
+    """Prompt encoder + mask decoder with SAM's points-and-labels prompt interface.
+
+    Reproduces `Sam2PromptEncoder._embed_points` / `_embed_boxes` with float labels (so the
+    graph has no integer gathers): every point gets the random-Fourier position of
+    `coords + 0.5`; label -1 replaces it by the not-a-point embedding; labels 0..3 add
+    `point_embed[label]` (a one-hot matmul, exact). The dense prompt is the mask embedding
+    when `has_mask_input` is 1, else the no-mask embedding.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        with torch.no_grad():
+            image_pe = model.get_image_wide_positional_embeddings().detach().clone()
+        self.register_buffer("image_pe", image_pe, persistent=False)
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        high_res_feats_0: torch.Tensor,
+        high_res_feats_1: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask_input: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        prompt = self.model.prompt_encoder
+        size = prompt.input_image_size
+        position = prompt.shared_embedding((point_coords + 0.5).unsqueeze(1), (size, size))  # [1,1,N,C]
+        labels = point_labels.unsqueeze(1).unsqueeze(-1)  # [1,1,N,1]
+        sparse = torch.where(labels == io.LABEL_PAD, prompt.not_a_point_embed.weight, position)
+        kinds = torch.arange(prompt.point_embed.num_embeddings, dtype=labels.dtype, device=labels.device)
+        sparse = sparse + (labels == kinds).to(sparse.dtype) @ prompt.point_embed.weight
+        has_mask = has_mask_input.reshape(1, 1, 1, 1).to(sparse.dtype)
+        dense = prompt.mask_embed(mask_input) * has_mask + prompt.no_mask_embed.weight.reshape(1, -1, 1, 1) * (
+            1 - has_mask
+        )
+        masks, iou, _, _ = self.model.mask_decoder(
+            image_embeddings=image_embeddings,
+            image_positional_embeddings=self.image_pe.to(image_embeddings.dtype),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+            high_resolution_features=[high_res_feats_0, high_res_feats_1],
+        )
+        return masks[:, 0], iou[:, 0]
+
+
+def _load(model_or_dir: Any) -> nn.Module:
+    if isinstance(model_or_dir, nn.Module):
+        return model_or_dir.eval()
+    if hasattr(model_or_dir, "model") and isinstance(model_or_dir.model, nn.Module):  # a TorchSegmenter
+        return model_or_dir.model.eval()
+    from transformers import Sam2Model
+
+    from segzero_edge.models.segmenter import resolve_source
+
+    return Sam2Model.from_pretrained(resolve_source(model_or_dir), dtype=torch.float32).eval()
+
+
+def _param_bytes(module: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def _save(program: Any, path: Path, weight_bytes: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    external = weight_bytes > EXTERNAL_DATA_THRESHOLD
+    for stale in (path, path.with_name(path.name + ".data")):
+        stale.unlink(missing_ok=True)
+    program.save(path, external_data=external)
+    return path
+
+
+def example_encoder_inputs(model: nn.Module) -> tuple[torch.Tensor]:
+    dtype = next(model.parameters()).dtype
+    return (torch.zeros(1, 3, io.IMAGE_SIZE, io.IMAGE_SIZE, dtype=dtype),)
+
+
+def example_decoder_inputs(model: nn.Module) -> tuple[torch.Tensor, ...]:
+    """Encoder outputs of a blank image plus a Seg-Zero prompt (2 points, box corners, pad)."""
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        s0, s1, embeddings = model.get_image_embeddings(*example_encoder_inputs(model))
+    coords = torch.tensor([[[300.0, 400.0], [600.0, 500.0], [100.0, 200.0], [800.0, 900.0], [0.0, 0.0]]])
+    labels = torch.tensor([[1.0, 1.0, 2.0, 3.0, -1.0]])
+    mask = torch.zeros(1, 1, io.LOW_RES_SIZE, io.LOW_RES_SIZE)
+    has_mask = torch.zeros(1)
+    return embeddings, s0, s1, coords.to(dtype), labels.to(dtype), mask.to(dtype), has_mask.to(dtype)
+
+
+def export_segmenter_encoder(model: nn.Module, path: str | Path) -> Path:
+    """Export the image encoder to `path` (fp32). Returns the path."""
+    model = _load(model)
+    program = torch.onnx.export(
+        SamEncoderExport(model).eval(),
+        example_encoder_inputs(model),
+        dynamo=True,
+        input_names=list(io.ENCODER_INPUTS),
+        output_names=list(io.ENCODER_OUTPUTS),
+        opset_version=OPSET,
+        verbose=False,
+    )
+    return _save(program, Path(path), _param_bytes(model.vision_encoder))
+
+
+def export_segmenter_decoder(model: nn.Module, path: str | Path, max_points: int = MAX_POINTS) -> Path:
+    """Export prompt encoder + mask decoder to `path` (fp32), N = 1..max_points. Returns the path."""
+    model = _load(model)
+    points = torch.export.Dim("num_points", min=1, max=max_points)
+    dynamic = ({}, {}, {}, {1: points}, {1: points}, {}, {})
+    program = torch.onnx.export(
+        SamDecoderExport(model).eval(),
+        example_decoder_inputs(model),
+        dynamo=True,
+        input_names=list(io.DECODER_INPUTS),
+        output_names=list(io.DECODER_OUTPUTS),
+        dynamic_shapes=dynamic,
+        opset_version=OPSET,
+        verbose=False,
+    )
+    return _save(program, Path(path), _param_bytes(model.mask_decoder) + _param_bytes(model.prompt_encoder))
+
+
+def model_summary(model: nn.Module) -> dict[str, Any]:
+    """The architecture facts a reader of the manifest needs (widths, depths, sizes)."""
+    config = model.config
+    backbone = config.vision_config.backbone_config
+    return {
+        "architecture": "Sam2Model",
+        "hidden_size": config.mask_decoder_config.hidden_size,
+        "backbone_embed_dims": list(backbone.embed_dim_per_stage),
+        "backbone_blocks": list(backbone.blocks_per_stage),
+        "backbone_global_attention_blocks": list(backbone.global_attention_blocks),
+        "feature_sizes": [list(s) for s in config.vision_config.backbone_feature_sizes],
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def export_segmenter(
+    model_or_dir: Any,
+    out_dir: str | Path,
+    precision: str = "fp32",
+    decoder_precision: str | None = None,
+) -> dict[str, Any]:
+    """Write `out_dir/encoder.onnx` and `out_dir/decoder.onnx` and return the component
+    metadata for the manifest (precisions, preprocessing constants, I/O names, model summary).
+
+    precision: "fp32" | "fp16" | "int8" for the encoder. decoder_precision defaults to the
+    same, except for "int8", where the decoder stays fp32: it is ~4M weights and a few
+    milliseconds, and int8 costs it more agreement than it saves (see `quantize_segmenter`).
+    """
+    from .quantize_segmenter import convert_fp16, quantize_int8
+
+    if precision not in io.PRECISIONS:
+        raise ValueError(f"precision must be one of {io.PRECISIONS}, got {precision!r}")
+    decoder_precision = decoder_precision or ("fp32" if precision == "int8" else precision)
+    if decoder_precision not in io.PRECISIONS:
+        raise ValueError(f"decoder_precision must be one of {io.PRECISIONS}, got {decoder_precision!r}")
+    model = _load(model_or_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = {"encoder": (io.ENCODER_FILE, precision), "decoder": (io.DECODER_FILE, decoder_precision)}
+    exporters = {"encoder": export_segmenter_encoder, "decoder": export_segmenter_decoder}
+    details: dict[str, Any] = {}
+    for name, (filename, prec) in targets.items():
+        final = out_dir / filename
+        if prec == "fp32":
+            exporters[name](model, final)
+            continue
+        fp32 = exporters[name](model, out_dir / f".{name}.fp32.onnx")
+        if prec == "fp16":
+            details[name] = convert_fp16(fp32, final)
+        else:
+            details[name] = quantize_int8(fp32, final)
+        for tmp in (fp32, fp32.with_name(fp32.name + ".data")):
+            tmp.unlink(missing_ok=True)
+    meta = io.default_meta()
+    meta.update(
+        precision={"encoder": precision, "decoder": decoder_precision},
+        quantization=details,
+        opset=OPSET,
+        max_points=MAX_POINTS,
+        model=model_summary(model),
+    )
+    return meta

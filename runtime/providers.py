@@ -1,0 +1,138 @@
+"""Provider names ("cpu" | "cuda" | "tensorrt") → ONNX Runtime sessions, for every runtime graph.
+
+ONNX Runtime silently falls back to the CPU when a GPU provider fails to load; this module
+refuses that: a session that did not get the provider asked for is an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PROVIDER_NAMES = ("cpu", "cuda", "tensorrt")
+_EXECUTION_PROVIDERS = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    # TensorRT takes the subgraphs it supports; CUDA then CPU run the rest.
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+_INSTALL_HINT = {
+    "cpu": "pip install 'segzero-edge[cpu]'",
+    "cuda": "pip install 'segzero-edge[gpu]' (onnxruntime-gpu, with CUDA and cuDNN libraries matching it)",
+    "tensorrt": "pip install 'segzero-edge[gpu,trt]' (onnxruntime-gpu built with TensorRT, plus TensorRT libraries)",
+}
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ImportError("the ONNX runtime back end needs onnxruntime: pip install 'segzero-edge[cpu]'") from exc
+    return onnxruntime
+
+
+def check_provider(provider: str) -> None:
+    """ValueError for an unknown name; RuntimeError when the installed onnxruntime lacks it."""
+    if provider not in PROVIDER_NAMES:
+        raise ValueError(f"provider must be one of {PROVIDER_NAMES}, got {provider!r}")
+    ort = _ort()
+    available = ort.get_available_providers()
+    needed = _EXECUTION_PROVIDERS[provider][0]
+    if needed not in available:
+        raise RuntimeError(
+            f"provider {provider!r} needs {needed}, which onnxruntime {ort.__version__} here lacks "
+            f"(it has {', '.join(available)}): {_INSTALL_HINT[provider]}"
+        )
+
+
+def execution_providers(
+    provider: str,
+    *,
+    device_id: int = 0,
+    trt_fp16: bool = False,
+    trt_cache_dir: str | Path | None = None,
+) -> list[str | tuple[str, dict[str, Any]]]:
+    """The `providers=` list for `onnxruntime.InferenceSession` (checked against the install).
+
+    trt_fp16 lets TensorRT build fp16 kernels; trt_cache_dir keeps built engines and the
+    timing cache between runs (building takes minutes).
+    """
+    check_provider(provider)
+    out: list[str | tuple[str, dict[str, Any]]] = []
+    for name in _EXECUTION_PROVIDERS[provider]:
+        if name == "CUDAExecutionProvider":
+            out.append((name, {"device_id": device_id}))
+        elif name == "TensorrtExecutionProvider":
+            options: dict[str, Any] = {"device_id": device_id, "trt_fp16_enable": trt_fp16}
+            if trt_cache_dir is not None:
+                cache = str(Path(trt_cache_dir))
+                Path(cache).mkdir(parents=True, exist_ok=True)
+                options.update(
+                    trt_engine_cache_enable=True,
+                    trt_engine_cache_path=cache,
+                    trt_timing_cache_enable=True,
+                    trt_timing_cache_path=cache,
+                )
+            out.append((name, options))
+        else:
+            out.append(name)
+    return out
+
+
+def session_options(*, threads: int | None = None, optimization: str = "all") -> Any:
+    """SessionOptions: intra-op `threads` (None: onnxruntime's default, one per core) and the
+    graph optimization level ("disable" | "basic" | "extended" | "all")."""
+    ort = _ort()
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if optimization not in levels:
+        raise ValueError(f"optimization must be one of {tuple(levels)}, got {optimization!r}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1 or None, got {threads}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[optimization]
+    options.log_severity_level = 3  # errors only: shape-inference chatter is not for users
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return options
+
+
+def create_session(
+    path: str | Path,
+    provider: str = "cpu",
+    *,
+    threads: int | None = None,
+    optimization: str = "all",
+    **provider_options: Any,
+) -> Any:
+    """An `InferenceSession` for `path` on `provider`; raises if it would not run there."""
+    ort = _ort()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX graph not found: {path}")
+    providers = execution_providers(provider, **provider_options)
+    session = ort.InferenceSession(
+        str(path), sess_options=session_options(threads=threads, optimization=optimization), providers=providers
+    )
+    wanted = _EXECUTION_PROVIDERS[provider][0]
+    if wanted not in session.get_providers():
+        raise RuntimeError(
+            f"{path.name}: onnxruntime fell back to {session.get_providers()} instead of {wanted} "
+            f"(a missing CUDA/cuDNN/TensorRT library?); fix the install or use provider='cpu'"
+        )
+    return session
+
+
+def check_io(session: Any, inputs: tuple[str, ...], outputs: tuple[str, ...], what: str) -> None:
+    """Refuse a graph whose input/output names differ from the contract the runtime expects."""
+    got_in = tuple(i.name for i in session.get_inputs())
+    got_out = tuple(o.name for o in session.get_outputs())
+    if set(got_in) != set(inputs) or tuple(got_out) != tuple(outputs):
+        raise ValueError(
+            f"{what} has inputs {got_in} and outputs {got_out}; expected {inputs} and {outputs}: "
+            "re-export it with this version of segzero-edge"
+        )

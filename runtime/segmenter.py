@@ -1,0 +1,133 @@
+"""SAM2 on ONNX Runtime, torch-free: the `Segmenter` protocol over encoder.onnx + decoder.onnx."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import segmenter_io as io
+from .providers import check_io, create_session
+from .sam_preprocess import check_image, masks_from_logits, preprocess_image, prompt_arrays
+
+_NUMERIC_KEYS = ("image_size", "low_res_size", "mask_threshold", "image_mean", "image_std")
+
+
+def check_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """Validate a segmenter component's metadata against what this runtime implements."""
+    missing = [k for k in _NUMERIC_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"segmenter metadata lacks {missing}: re-export the segmenter")
+    if int(meta["image_size"]) != io.IMAGE_SIZE or int(meta["low_res_size"]) != io.LOW_RES_SIZE:
+        raise ValueError(
+            f"segmenter metadata has image_size {meta['image_size']} / low_res_size {meta['low_res_size']}; "
+            f"this runtime implements SAM2's {io.IMAGE_SIZE} / {io.LOW_RES_SIZE}"
+        )
+    if len(meta["image_mean"]) != 3 or len(meta["image_std"]) != 3:
+        raise ValueError(f"image_mean/image_std must have 3 values, got {meta['image_mean']} / {meta['image_std']}")
+    return meta
+
+
+class OrtSegmenter:
+    """SAM2 encoder + decoder ONNX graphs on ONNX Runtime. Encode once, decode many.
+
+    `meta` is the segmenter component metadata the exporter wrote (None: SAM2's defaults from
+    `segmenter_io`); the graphs' I/O names are checked against the contract on load.
+    """
+
+    def __init__(
+        self,
+        encoder_path: str | Path,
+        decoder_path: str | Path,
+        provider: str = "cpu",
+        meta: dict[str, Any] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.meta = check_meta(dict(meta) if meta is not None else io.default_meta())
+        self.provider = provider
+        self.encoder = create_session(encoder_path, provider, threads=threads)
+        self.decoder = create_session(decoder_path, provider, threads=threads)
+        check_io(self.encoder, io.ENCODER_INPUTS, io.ENCODER_OUTPUTS, f"encoder {encoder_path}")
+        check_io(self.decoder, io.DECODER_INPUTS, io.DECODER_OUTPUTS, f"decoder {decoder_path}")
+        self._mean = tuple(float(v) for v in self.meta["image_mean"])
+        self._std = tuple(float(v) for v in self.meta["image_std"])
+        self._threshold = float(self.meta["mask_threshold"])
+        self._embedding: io.SamEmbedding | None = None
+
+    @classmethod
+    def from_dir(cls, path: str | Path, provider: str = "cpu", threads: int | None = None) -> OrtSegmenter:
+        """Open an engine directory (`DIR/manifest.json` + `DIR/segmenter/`), verifying every
+        file against the manifest, or the `segmenter/` folder of one."""
+        from segzero_edge.manifest import MANIFEST_NAME, EngineError, read_manifest
+
+        path = Path(path)
+        if (path / MANIFEST_NAME).is_file():
+            root = path
+        elif path.name == io.COMPONENT and (path.parent / MANIFEST_NAME).is_file():
+            root = path.parent
+        else:
+            raise EngineError(
+                f"{path} is not an engine directory: no {MANIFEST_NAME} there or in its parent "
+                "(make one with `segzero-edge export`, or pass the .onnx paths to OrtSegmenter)"
+            )
+        manifest = read_manifest(root)
+        meta = manifest.component(io.COMPONENT)
+        files = meta.get("files", {})
+        if "encoder" not in files or "decoder" not in files:
+            raise EngineError(f"the segmenter component in {root / MANIFEST_NAME} lists no encoder/decoder files")
+        encoder = manifest.path(f"{io.COMPONENT}/{files['encoder']}")
+        decoder = manifest.path(f"{io.COMPONENT}/{files['decoder']}")
+        return cls(encoder, decoder, provider=provider, meta=meta, threads=threads)
+
+    # -- Segmenter protocol -------------------------------------------------------------
+
+    def encode(self, image: np.ndarray) -> io.SamEmbedding:
+        """RGB uint8 HxWx3 → SamEmbedding (numpy encoder outputs + the original size)."""
+        height, width = check_image(image)
+        pixels = preprocess_image(image, int(self.meta["image_size"]), self._mean, self._std)
+        outputs = self.encoder.run(list(io.ENCODER_OUTPUTS), {io.PIXEL_VALUES: pixels})
+        return io.SamEmbedding(features=dict(zip(io.ENCODER_OUTPUTS, outputs)), height=height, width=width)
+
+    def decode(
+        self, embedding: io.SamEmbedding, box: Sequence[float], points: Sequence[Sequence[float]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Box + positive points (original pixels) → masks [3, H, W] bool, scores [3] float32."""
+        logits, scores = self.decode_low_res(embedding, box, points)
+        return masks_from_logits(logits, embedding.height, embedding.width, self._threshold), scores
+
+    def decode_low_res(
+        self, embedding: io.SamEmbedding, box: Sequence[float], points: Sequence[Sequence[float]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder's raw output: logits [3, 256, 256] float32 and IoU scores [3] float32."""
+        if not isinstance(embedding, io.SamEmbedding):
+            raise ValueError(f"decode needs the SamEmbedding that encode() returned, got {type(embedding).__name__}")
+        coords, labels = prompt_arrays(box, points, embedding.height, embedding.width, int(self.meta["image_size"]))
+        size = int(self.meta["low_res_size"])
+        feeds = {
+            **{name: embedding.features[name] for name in io.ENCODER_OUTPUTS},
+            io.POINT_COORDS: coords,
+            io.POINT_LABELS: labels,
+            io.MASK_INPUT: np.zeros((1, 1, size, size), dtype=np.float32),
+            io.HAS_MASK_INPUT: np.zeros((1,), dtype=np.float32),
+        }
+        logits, scores = self.decoder.run(list(io.DECODER_OUTPUTS), feeds)
+        return logits[0].astype(np.float32, copy=False), scores[0].astype(np.float32, copy=False)
+
+    # -- convenience --------------------------------------------------------------------
+
+    def set_image(self, image: np.ndarray) -> io.SamEmbedding:
+        """Encode an image and keep its embedding for `segment`."""
+        self._embedding = self.encode(image)
+        return self._embedding
+
+    def segment(self, box: Sequence[float], points: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+        """`decode` against the image given to `set_image`."""
+        if self._embedding is None:
+            raise RuntimeError("call set_image(image) before segment(box, points)")
+        return self.decode(self._embedding, box, points)
+
+    @property
+    def precision(self) -> dict[str, str]:
+        return dict(self.meta.get("precision", {"encoder": "fp32", "decoder": "fp32"}))

@@ -1,0 +1,143 @@
+"""The PyTorch reference segmenter: transformers' `Sam2Model` behind the `Segmenter` protocol.
+
+Seg-Zero's call, exactly: one box plus the reasoner's two points as positive clicks,
+`multimask_output=True`, the 256² logits upsampled to the original size and thresholded
+at 0; the pipeline keeps the mask with the highest predicted IoU. The numpy pre- and
+post-processing is `segzero_edge.runtime.sam_preprocess`, shared with every runtime, so a
+parity check compares the models, not two copies of the resize.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from segzero_edge.runtime.sam_preprocess import (
+    check_box,
+    check_image,
+    check_points,
+    clip_prompt,
+    preprocess_image,
+    to_model_space,
+)
+from segzero_edge.runtime.segmenter_io import (
+    ENCODER_OUTPUTS,
+    IMAGE_SIZE,
+    MASK_THRESHOLD,
+    SamEmbedding,
+)
+
+#: Public SAM2 checkpoints in transformers format (short name → Hub id).
+SAM2_HUB_IDS = {
+    "sam2-hiera-tiny": "facebook/sam2-hiera-tiny",
+    "sam2-hiera-small": "facebook/sam2-hiera-small",
+    "sam2-hiera-base-plus": "facebook/sam2-hiera-base-plus",
+    "sam2-hiera-large": "facebook/sam2-hiera-large",
+    "sam2.1-hiera-tiny": "facebook/sam2.1-hiera-tiny",
+    "sam2.1-hiera-small": "facebook/sam2.1-hiera-small",
+    "sam2.1-hiera-base-plus": "facebook/sam2.1-hiera-base-plus",
+    "sam2.1-hiera-large": "facebook/sam2.1-hiera-large",
+}
+
+
+def resolve_source(path_or_hub_id: str | Path) -> str:
+    """A local directory as is; a short name (`sam2.1-hiera-large`) to its Hub id; else the id."""
+    text = str(path_or_hub_id)
+    if Path(text).expanduser().is_dir():
+        return str(Path(text).expanduser())
+    return SAM2_HUB_IDS.get(text, text)
+
+
+class TorchSegmenter:
+    """SAM2 in PyTorch (transformers `Sam2Model`), the reference every export is checked against.
+
+    `encode` once per image, `decode` per prompt; `set_image` / `segment` keep the last
+    embedding for you.
+    """
+
+    def __init__(self, model: Any, device: str | torch.device = "cpu") -> None:
+        self.model = model.eval()
+        self.device = torch.device(device)
+        self.dtype = next(model.parameters()).dtype
+        size = model.config.prompt_encoder_config.image_size
+        if size != IMAGE_SIZE:
+            raise ValueError(f"this segmenter expects SAM2's {IMAGE_SIZE} input size, the model config has {size}")
+        self._embedding: SamEmbedding | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls, path_or_hub_id: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> TorchSegmenter:
+        """Load a transformers-format SAM2 checkpoint (local dir, Hub id or a `SAM2_HUB_IDS` name)."""
+        from transformers import Sam2Model
+
+        model = Sam2Model.from_pretrained(resolve_source(path_or_hub_id), dtype=dtype)
+        return cls(model.to(device), device=device)
+
+    # -- Segmenter protocol -------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, image: np.ndarray) -> SamEmbedding:
+        """RGB uint8 HxWx3 → SamEmbedding (torch tensors: the encoder outputs of `get_image_embeddings`)."""
+        height, width = check_image(image)
+        pixels = torch.from_numpy(preprocess_image(image)).to(self.device, self.dtype)
+        features = self.model.get_image_embeddings(pixels)
+        return SamEmbedding(features=dict(zip(ENCODER_OUTPUTS, features)), height=height, width=width)
+
+    def decode(
+        self, embedding: SamEmbedding, box: Sequence[float], points: Sequence[Sequence[float]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Box + positive points (original pixels) → masks [3, H, W] bool, scores [3] float32."""
+        logits, scores = self.decode_low_res(embedding, box, points)
+        masks = F.interpolate(
+            torch.from_numpy(logits)[None], (embedding.height, embedding.width), mode="bilinear", align_corners=False
+        )[0]
+        return (masks > MASK_THRESHOLD).numpy(), scores
+
+    @torch.no_grad()
+    def decode_low_res(
+        self, embedding: SamEmbedding, box: Sequence[float], points: Sequence[Sequence[float]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder's raw output: logits [3, 256, 256] float32 and IoU scores [3] float32.
+
+        Runs `Sam2Model.forward(input_points, input_labels, input_boxes, multimask_output=True)`,
+        the transformers code path the exported decoder must reproduce.
+        """
+        if not isinstance(embedding, SamEmbedding):
+            raise ValueError(f"decode needs the SamEmbedding that encode() returned, got {type(embedding).__name__}")
+        height, width = embedding.height, embedding.width
+        clipped_box, pts = clip_prompt(check_box(box), check_points(points), height, width)
+        as_tensor = lambda a: torch.from_numpy(a).to(self.device, self.dtype)  # noqa: E731
+        input_boxes = as_tensor(to_model_space(clipped_box.reshape(2, 2), height, width).reshape(1, 1, 4))
+        input_points = input_labels = None
+        if len(pts):
+            input_points = as_tensor(to_model_space(pts, height, width)[None, None])
+            input_labels = torch.ones(1, 1, len(pts), dtype=torch.int64, device=self.device)
+        out = self.model(
+            image_embeddings=[embedding.features[name] for name in ENCODER_OUTPUTS],
+            input_points=input_points,
+            input_labels=input_labels,
+            input_boxes=input_boxes,
+            multimask_output=True,
+        )
+        logits = out.pred_masks[0, 0].float().cpu().numpy()
+        scores = out.iou_scores[0, 0].float().cpu().numpy()
+        return logits, scores
+
+    # -- convenience --------------------------------------------------------------------
+
+    def set_image(self, image: np.ndarray) -> SamEmbedding:
+        """Encode an image and keep its embedding for `segment`."""
+        self._embedding = self.encode(image)
+        return self._embedding
+
+    def segment(self, box: Sequence[float], points: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+        """`decode` against the image given to `set_image`."""
+        if self._embedding is None:
+            raise RuntimeError("call set_image(image) before segment(box, points)")
+        return self.decode(self._embedding, box, points)
