@@ -205,6 +205,7 @@ def test_written_parquet_reads_back_with_pyarrow(written):
 
     out, info = written
     assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
         "info.json",
         "test.parquet",
         "train.parquet",
@@ -251,6 +252,8 @@ def test_written_parquet_loads_with_datasets_and_eval_reader(written, tmp_path):
         gt.sum() == np.array(item["mask"]).astype(np.uint8).sum()
     )  # 0/1, so Seg-Zero's union sums are pixel counts
     assert item["gt_points"] == [list(p) for p in parse_answer(item["completion"]).points]
+    whole = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf2"))  # splits from README.md
+    assert {k: v.num_rows for k, v in whole.items()} == {"train": 5, "val": 3, "test": 3, "zeroshot": 3}
     samples = list(read_hf_layout(out / "test.parquet"))
     assert len(samples) == 3 and samples[0].query == item["text"]
     np.testing.assert_array_equal(samples[0].mask, gt)
@@ -274,7 +277,7 @@ def test_write_is_atomic(written, tmp_path, monkeypatch):
     write_dataset(target, {"val": 1}, size=256, progress=False)
     info = write_dataset(target, {"test": 2}, size=256, progress=False, overwrite=True)
     assert (
-        sorted(p.name for p in target.iterdir()) == ["info.json", "test.parquet"]
+        sorted(p.name for p in target.iterdir()) == ["README.md", "info.json", "test.parquet"]
         and info["splits"]["test"]["rows"] == 2
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh"]
