@@ -251,3 +251,16 @@ class TextDecoder:
                 on_token(token)
             stopped = token in stop_ids
         return DecodeResult(ids, prefill_ms, (time.perf_counter() - start) * 1000.0, stopped)
+
+    def teacher_forced(
+        self, inputs_embeds: np.ndarray, position_ids: np.ndarray, ids: list[int] | np.ndarray, *, rope_delta: int
+    ) -> np.ndarray:
+        """Logits [len(ids), V] float32: row n is what the model predicts for ids[n] after the
+        prompt and ids[:n] (the reference tokens are fed, whatever the model would have picked)."""
+        s = inputs_embeds.shape[1]
+        cache = self.new_cache(s + len(ids))
+        rows = [self.forward(cache, inputs_embeds, position_ids)[0]]
+        for n, token in enumerate(list(ids)[:-1]):
+            embeds = self.embed(np.array([[int(token)]], np.int64))
+            rows.append(self.forward(cache, embeds, np.full((3, 1, 1), s + n + rope_delta, np.int64))[0])
+        return np.stack(rows).astype(np.float32, copy=False)

@@ -24,6 +24,7 @@ from PIL import Image
 from segzero_edge.pipeline import Generation
 from segzero_edge.prompts import REASONER_SIZE, resize_for_reasoner
 from segzero_edge.runtime.decoder import DecodeResult, GenerationConfig, TextDecoder
+from segzero_edge.runtime.providers import create_session
 from segzero_edge.runtime.qwen_rope import rope_index
 from segzero_edge.runtime.tokenizer import PromptTokenizer
 
@@ -31,37 +32,6 @@ from segzero_edge.runtime.tokenizer import PromptTokenizer
 TokenCallback = Callable[[int, str], None]
 #: image 840×840 RGB uint8 -> (features [n_tokens, hidden] float32, grid_thw [1, 3] int64)
 VisionFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-_PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
-
-
-def make_session(path: str | Path, provider: str = "cpu", *, threads: int | None = None) -> Any:
-    """An onnxruntime InferenceSession with full graph optimisation; `threads` = intra-op threads
-    (None: onnxruntime's default, one per physical core)."""
-    import onnxruntime as ort
-
-    if provider not in _PROVIDERS:
-        raise ValueError(f"unknown provider {provider!r}; use one of {', '.join(_PROVIDERS)}")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX graph not found: {path}")
-    wanted = _PROVIDERS[provider]
-    missing = [p for p in wanted[:1] if p not in ort.get_available_providers()]
-    if missing:
-        raise RuntimeError(
-            f"provider {provider!r} needs {missing[0]}, which this onnxruntime build lacks "
-            f"(available: {ort.get_available_providers()}); install onnxruntime-gpu or use provider='cpu'"
-        )
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=options, providers=wanted)
-
 
 @dataclass
 class OrtEncoded:
@@ -87,12 +57,7 @@ def _vision_from_dir(root: Path, meta: dict[str, Any], provider: str, threads: i
     """Part A's OrtVision over vision.onnx, as a VisionFn."""
     from segzero_edge.runtime.vision import OrtVision
 
-    vision = OrtVision.from_file(root / meta["files"]["vision"], provider=provider, threads=threads)
-
-    def run(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return vision.features(image)
-
-    return run
+    return OrtVision.from_file(root / meta["files"]["vision"], provider=provider, threads=threads).features
 
 
 class OrtReasoner:
@@ -131,8 +96,8 @@ class OrtReasoner:
         files = meta["files"]
         dims = meta["dims"]
         text = TextDecoder(
-            make_session(root / files["embed"], provider, threads=threads),
-            make_session(root / files["decoder"], provider, threads=threads),
+            create_session(root / files["embed"], provider, threads=threads),
+            create_session(root / files["decoder"], provider, threads=threads),
             num_layers=int(dims["num_layers"]),
             kv_heads=int(dims["kv_heads"]),
             head_dim=int(dims["head_dim"]),
@@ -197,6 +162,11 @@ class OrtReasoner:
             stop_ids=self.tokenizer.stop_ids, on_token=callback, prefill_start=start,
         )
         return prompt.ids, result
+
+    def teacher_forced_logits(self, encoded: OrtEncoded, query: str, ids: list[int] | np.ndarray) -> np.ndarray:
+        """Logits [len(ids), V] for given continuation ids (row n predicts ids[n]); for parity checks."""
+        prompt = self.prompt(encoded, query)
+        return self.text.teacher_forced(prompt.inputs_embeds, prompt.position_ids, ids, rope_delta=prompt.rope_delta)
 
     def generate(self, encoded: OrtEncoded | np.ndarray | Image.Image, query: str,
                  config: GenerationConfig | None = None, *, on_token: TokenCallback | None = None,

@@ -20,7 +20,7 @@ from segzero_edge.pipeline import Generation
 from segzero_edge.prompts import chat_messages, resize_for_reasoner
 from segzero_edge.runtime.decoder import GenerationConfig
 
-__all__ = ["GenerationConfig", "TorchEncoded", "TorchReasoner"]
+__all__ = ["GenerationConfig", "TorchEncoded", "TorchIds", "TorchReasoner"]
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -28,11 +28,31 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.flo
 
 @dataclass
 class TorchEncoded:
-    """An image prepared once for many queries: the 840×840 image and its processor outputs."""
+    """An image prepared once for many queries: the 840×840 image, its processor outputs and
+    the vision tower's output (passed to `generate` as `mm_encoder_outputs`, so the vision
+    tower runs once per image, not once per query)."""
 
     image: Image.Image  # 840×840 RGB
     pixel_values: torch.Tensor  # [N, 1176]
     image_grid_thw: torch.Tensor  # [1, 3]
+    vision: Any = None  # BaseModelOutputWithPooling of get_image_features; pooler_output = features
+    vision_ms: float = 0.0
+
+    @property
+    def features(self) -> torch.Tensor:
+        """Image features [n_tokens, hidden], one row per <|image_pad|> token."""
+        return torch.cat(list(self.vision.pooler_output), dim=0)
+
+
+@dataclass
+class TorchIds:
+    """One HF `generate` call: ids, timings and (on request) the raw logits of each new token."""
+
+    prompt_ids: np.ndarray  # [S] int64
+    ids: list[int]  # new tokens, including the stop token when one was produced
+    prefill_ms: float
+    decode_ms: float
+    logits: np.ndarray | None = None  # [len(ids), V] float32, before logits processors
 
 
 class _StepTimer:
@@ -136,23 +156,32 @@ class TorchReasoner:
         pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
         resized = resize_for_reasoner(pil)
         out = self.processor.image_processor(images=[resized], return_tensors="pt")
-        return TorchEncoded(resized, out["pixel_values"], out["image_grid_thw"])
+        pixel_values, grid = out["pixel_values"].to(self.device), out["image_grid_thw"].to(self.device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            vision = self.model.get_image_features(pixel_values, grid, return_dict=True)
+        return TorchEncoded(resized, pixel_values, grid, vision, (time.perf_counter() - start) * 1e3)
 
     def prompt_inputs(self, encoded: TorchEncoded, query: str) -> dict[str, torch.Tensor]:
-        """Processor outputs for one query (input_ids, attention_mask, mm_token_type_ids, pixels)."""
+        """Processor outputs for one query (input_ids, attention_mask, mm_token_type_ids,
+        pixel_values, image_grid_thw)."""
         text = self.processor.apply_chat_template(chat_messages(query), tokenize=False, add_generation_prompt=True)
         inputs = self.processor(text=[text], images=[encoded.image], return_tensors="pt")
         return {k: v.to(self.device) for k, v in inputs.items()}
 
     def generate_ids(
-        self, encoded: TorchEncoded, query: str, config: GenerationConfig | None = None
-    ) -> tuple[torch.Tensor, list[int], float, float]:
-        """(prompt input_ids [1, S], new token ids, prefill ms, decode ms) with HF `generate`.
+        self, encoded: TorchEncoded, query: str, config: GenerationConfig | None = None, *,
+        return_logits: bool = False,
+    ) -> TorchIds:
+        """HF `generate` for one query: prompt and new ids, timings, optionally the raw logits.
 
         Prefill time runs until the first new token reaches the streamer; decode time is the rest.
         """
         cfg = (config or self.config).resolved(self.default_repetition_penalty)
         inputs = self.prompt_inputs(encoded, query)
+        if encoded.vision is not None:  # reuse the image's vision features
+            inputs.pop("pixel_values")
+            inputs["mm_encoder_outputs"] = {"image": encoded.vision}
         timer = _StepTimer()
         kwargs: dict[str, Any] = {
             "max_new_tokens": cfg.max_new_tokens,
@@ -165,6 +194,8 @@ class TorchReasoner:
             "top_p": cfg.top_p if not cfg.greedy else None,
             "temperature": cfg.temperature if not cfg.greedy else None,
             "streamer": timer,
+            "return_dict_in_generate": True,
+            "output_logits": return_logits,
         }
         if not cfg.greedy and cfg.seed is not None:
             torch.manual_seed(cfg.seed)
@@ -173,8 +204,17 @@ class TorchReasoner:
             out = self.model.generate(**inputs, **kwargs)
         end = time.perf_counter()
         first = timer.first if timer.first is not None else end
-        prompt = inputs["input_ids"]
-        return prompt, out[0, prompt.shape[1] :].tolist(), (first - timer.start) * 1e3, (end - first) * 1e3
+        prompt = inputs["input_ids"][0]
+        logits = None
+        if return_logits:
+            logits = torch.cat([step.float() for step in out.logits], dim=0).cpu().numpy()
+        return TorchIds(
+            prompt_ids=prompt.cpu().numpy(),
+            ids=out.sequences[0, prompt.shape[0] :].tolist(),
+            prefill_ms=(first - timer.start) * 1e3,
+            decode_ms=(end - first) * 1e3,
+            logits=logits,
+        )
 
     def generate(
         self,
@@ -193,6 +233,6 @@ class TorchReasoner:
         cfg = config or self.config
         if overrides:
             cfg = replace(cfg, **overrides)
-        _, ids, prefill_ms, decode_ms = self.generate_ids(encoded, query, cfg)
-        text = self.processor.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        return Generation(text=text, prefill_ms=prefill_ms, decode_ms=decode_ms, tokens=len(ids))
+        out = self.generate_ids(encoded, query, cfg)
+        text = self.processor.tokenizer.decode(out.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return Generation(text=text, prefill_ms=out.prefill_ms, decode_ms=out.decode_ms, tokens=len(out.ids))
