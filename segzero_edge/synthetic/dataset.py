@@ -313,7 +313,7 @@ def _readme(info: Mapping[str, Any]) -> str:
     lines += ["", "| split | rows | scenes |", "|---|---|---|"]
     lines += [f"| {k} | {v['rows']} | {v['scenes']} |" for k, v in info["splits"].items()]
     lines += ["", "| column | holds |", "|---|---|"]
-    lines += [f"| `{k}` | {v.replace('|', '/')} |" for k, v in info["columns"].items()]
+    lines += [f"| `{k}` | {f'`{v}`' if '<' in v else v} |" for k, v in info["columns"].items()]
     return "\n".join(lines) + "\n\nCounts per template, seeds and the scene config: `info.json`.\n"
 
 
