@@ -1,6 +1,6 @@
 """`OrtVision`: Qwen2.5-VL image features from vision.onnx, torch-free.
 
-    vision = OrtVision.from_file("engines/reasoner/vision.onnx", provider="cpu")
+    vision = OrtVision("engines/reasoner/vision.onnx", provider="cpu")
     features, grid_thw = vision.features(rgb_840)   # [900, hidden] float32, [[1, 60, 60]]
 
 Preprocessing (`qwen_preprocess`) and the grid-dependent graph inputs (`qwen_vision_index`)
@@ -39,10 +39,12 @@ def grid_inputs(grid_thw: np.ndarray, meta: io.VisionMeta) -> dict[str, np.ndarr
     }
 
 
-def read_meta(session: Any, path: str | Path) -> io.VisionMeta:
-    """The `VisionMeta` stored in the graph's metadata by `export_vision`."""
+def read_meta(session: Any, path: str | Path, required: bool = True) -> io.VisionMeta | None:
+    """The `VisionMeta` stored in the graph's metadata by `export_vision` (None if absent and not required)."""
     props = session.get_modelmeta().custom_metadata_map
     if io.VISION_META_KEY not in props:
+        if not required:
+            return None
         raise ValueError(
             f"{path} has no {io.VISION_META_KEY!r} metadata (not written by export_vision?); "
             "re-export it or pass meta= explicitly"
@@ -51,28 +53,43 @@ def read_meta(session: Any, path: str | Path) -> io.VisionMeta:
 
 
 class OrtVision:
-    """vision.onnx on onnxruntime: RGB uint8 image -> image features, one image per call."""
+    """vision.onnx on onnxruntime: RGB uint8 image -> image features, one image per call.
 
-    def __init__(self, session: Any, meta: io.VisionMeta) -> None:
-        check_io(session, io.VISION_INPUTS, io.VISION_OUTPUTS, "vision.onnx")
-        self.session = session
-        self.meta = meta
+    path: the vision.onnx file. provider: "cpu" | "cuda" | "tensorrt" (`runtime.providers`).
+    meta: `VisionMeta` or its dict (the manifest's record); None reads the graph's own. When
+    both exist they must agree, so a manifest never silently disagrees with its graph.
+    threads: intra-op threads (None: onnxruntime's default). provider_options: see
+    `providers.execution_providers` (device_id, trt_fp16, trt_cache_dir).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        provider: str = "cpu",
+        *,
+        meta: io.VisionMeta | dict[str, Any] | None = None,
+        threads: int | None = None,
+        **provider_options: Any,
+    ) -> None:
+        self.path = Path(path)
+        self.session = create_session(self.path, provider, threads=threads, **provider_options)
+        check_io(self.session, io.VISION_INPUTS, io.VISION_OUTPUTS, str(self.path))
+        stored = read_meta(self.session, self.path, required=meta is None)
+        if isinstance(meta, dict):
+            meta = io.VisionMeta.from_dict(meta)
+        if meta is not None and stored is not None and meta != stored:
+            raise ValueError(
+                f"{self.path}: the given meta {meta.to_dict()} differs from the graph's own {stored.to_dict()}; "
+                "the engine directory mixes exports"
+            )
+        self.meta: io.VisionMeta = meta if meta is not None else stored
         self._grid_cache: dict[tuple[int, ...], dict[str, np.ndarray]] = {}
         self.last_ms: dict[str, float] = {}
 
     @classmethod
-    def from_file(
-        cls,
-        path: str | Path,
-        provider: str = "cpu",
-        *,
-        threads: int | None = None,
-        meta: io.VisionMeta | None = None,
-        **provider_options: Any,
-    ) -> OrtVision:
-        """Open `path` on provider "cpu" | "cuda" | "tensorrt"; `meta` defaults to the graph's own."""
-        session = create_session(path, provider, threads=threads, **provider_options)
-        return cls(session, meta if meta is not None else read_meta(session, path))
+    def from_file(cls, path: str | Path, provider: str = "cpu", **kwargs: Any) -> OrtVision:
+        """Same as `OrtVision(path, provider, **kwargs)`."""
+        return cls(path, provider, **kwargs)
 
     def inputs(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(feed dict, grid_thw [1, 3] int64) for an RGB uint8 HxWx3 image."""

@@ -189,4 +189,11 @@ def test_errors(graphs, tmp_path):
     del bare.metadata_props[:]
     onnx.save(bare, str(tmp_path / "bare.onnx"))
     with pytest.raises(ValueError, match="metadata"):
-        OrtVision.from_file(tmp_path / "bare.onnx")
+        OrtVision(tmp_path / "bare.onnx")
+    # an explicit meta (the manifest's dict) serves a graph without one, and must agree with one that has it
+    assert OrtVision(tmp_path / "bare.onnx", meta=vision.meta.to_dict()).meta == vision.meta
+    other = dict(vision.meta.to_dict(), precision="int8")
+    with pytest.raises(ValueError, match="differs from the graph"):
+        OrtVision(graphs["fp32"], meta=other)
+    with pytest.raises(ValueError, match="provider"):
+        OrtVision(graphs["fp32"], provider="npu")
