@@ -117,13 +117,25 @@ class VisionExportWrapper(nn.Module):
         return self.visual.merger(x).float()
 
 
-def vision_meta(model: PreTrainedModel, image_config: QwenImageConfig | None = None, precision: str = "fp32"):
-    """`VisionMeta` of a Qwen2.5-VL model (preprocessing defaults to Qwen2.5-VL-Instruct's)."""
-    cfg = _visual(model).config
-    geometry = VisionGeometry(cfg.patch_size, cfg.spatial_merge_size, cfg.window_size)
-    image = image_config or QwenImageConfig(
+def _default_image_config(model: PreTrainedModel, cfg) -> QwenImageConfig:
+    """The checkpoint's preprocessor_config.json when `model` was loaded from a local directory,
+    else Qwen2.5-VL-Instruct's preprocessing with this tower's patch sizes."""
+    source = Path(str(getattr(model, "name_or_path", "") or ""))
+    if source.parts and (source / "preprocessor_config.json").is_file():
+        return QwenImageConfig.from_pretrained(source)
+    return QwenImageConfig(
         patch_size=cfg.patch_size, temporal_patch_size=cfg.temporal_patch_size, merge_size=cfg.spatial_merge_size
     )
+
+
+def vision_meta(model: PreTrainedModel, image_config: QwenImageConfig | None = None, precision: str = "fp32"):
+    """`VisionMeta` of a Qwen2.5-VL model; `image_config` defaults to `_default_image_config`.
+
+    From a processor: `QwenImageConfig.from_dict(processor.image_processor.to_dict())`.
+    """
+    cfg = _visual(model).config
+    geometry = VisionGeometry(cfg.patch_size, cfg.spatial_merge_size, cfg.window_size)
+    image = image_config or _default_image_config(model, cfg)
     rope = getattr(cfg, "rope_parameters", None) or {}
     return io.VisionMeta(
         image=image,
@@ -236,6 +248,8 @@ def export_vision(
     grid (N, W dynamic). precision: fp32 | fp16 (Softmax and RMSNorm statistics stay fp32,
     I/O stays float32) | int8 (dynamic int8 MatMul weights). The graph's metadata carries
     `VisionMeta` (preprocessing and geometry) under `reasoner_io.VISION_META_KEY`.
+    image_config: preprocessing recorded in the graph (default: the local checkpoint's
+    preprocessor_config.json, else Qwen2.5-VL-Instruct's).
     external_data: weights in `<path>.data` (None: only when over 2 GB, e.g. the real fp32 tower).
     """
     if precision not in io.VISION_PRECISIONS:

@@ -109,9 +109,10 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
-def test_graph_io_and_metadata(graphs, model):
+def test_graph_io_and_metadata(graphs, model, tiny_models):
     import onnx
     from segzero_edge.export.reasoner_vision import read_vision_meta
+    from segzero_edge.runtime.qwen_preprocess import QwenImageConfig
 
     for precision, path in graphs.items():
         graph = onnx.load(str(path)).graph
@@ -123,6 +124,7 @@ def test_graph_io_and_metadata(graphs, model):
         assert meta.precision == precision
         assert meta.head_dim == model.config.vision_config.hidden_size // model.config.vision_config.num_heads
         assert meta.out_hidden == model.config.vision_config.out_hidden_size
+        assert meta.image == QwenImageConfig.from_pretrained(tiny_models.reasoner)  # the checkpoint's own
     fp16_types = {i.data_type for i in onnx.load(str(graphs["fp16"])).graph.initializer}
     assert onnx.TensorProto.FLOAT16 in fp16_types
     int8_ops = {n.op_type for n in onnx.load(str(graphs["int8"])).graph.node}
