@@ -19,10 +19,10 @@ from torch import nn
 
 from segzero_edge.runtime import segmenter_io as io
 
+from .quantize import EXTERNAL_DATA_THRESHOLD
+
 #: ONNX opset of the exported graphs (LayerNormalization needs ≥ 17).
 OPSET = 18
-#: Above this many bytes of weights, graphs are saved with external data (protobuf's 2 GiB limit).
-EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 #: Decoder prompts may have 1..MAX_POINTS points (Seg-Zero's prompt is 2 points + 2 corners + 1 pad).
 MAX_POINTS = 64
 
@@ -191,7 +191,7 @@ def export_segmenter(
     same, except for "int8", where the decoder stays fp32: it is ~4M weights and a few
     milliseconds, and int8 costs it more agreement than it saves (see `quantize_segmenter`).
     """
-    from .quantize_segmenter import convert_fp16, quantize_int8
+    from .quantize_segmenter import to_fp16, to_int8
 
     if precision not in io.PRECISIONS:
         raise ValueError(f"precision must be one of {io.PRECISIONS}, got {precision!r}")
@@ -210,10 +210,7 @@ def export_segmenter(
             exporters[name](model, final)
             continue
         fp32 = exporters[name](model, out_dir / f".{name}.fp32.onnx")
-        if prec == "fp16":
-            details[name] = convert_fp16(fp32, final)
-        else:
-            details[name] = quantize_int8(fp32, final)
+        details[name] = to_fp16(fp32, final) if prec == "fp16" else to_int8(fp32, final)
         for tmp in (fp32, fp32.with_name(fp32.name + ".data")):
             tmp.unlink(missing_ok=True)
     meta = io.default_meta()
@@ -225,3 +222,51 @@ def export_segmenter(
         model=model_summary(model),
     )
     return meta
+
+
+def build_segmenter_plans(
+    onnx_dir: str | Path,
+    plan_dir: str | Path,
+    *,
+    meta: dict[str, Any] | None = None,
+    fp16: bool = True,
+    max_points: int = MAX_POINTS,
+    opt_points: int = 5,
+    timing_cache: str | Path | None = None,
+) -> dict[str, Any]:
+    """Build `segmenter_encoder.plan` and `segmenter_decoder.plan` in `plan_dir` from the
+    graphs in `onnx_dir` and return the manifest's `trt.segmenter` entry (plan names relative
+    to `plan_dir`).
+
+    The graphs must be fp32 or fp16 (`meta["precision"]`): TensorRT has no kernels for
+    onnxruntime's dynamic-int8 ops; with `fp16=True` it picks fp16 kernels itself. The decoder
+    profile covers 1..max_points prompt points, tuned for `opt_points` (Seg-Zero: 2 points +
+    2 box corners + 1 pad = 5).
+    """
+    from .tensorrt import build_plan
+
+    if not 1 <= opt_points <= max_points <= MAX_POINTS:
+        raise ValueError(f"need 1 <= opt_points <= max_points <= {MAX_POINTS}, got {opt_points}, {max_points}")
+    precision = (meta or {}).get("precision", {"encoder": "fp32", "decoder": "fp32"})
+    if "int8" in precision.values():
+        raise ValueError(
+            f"TensorRT plans are built from fp32/fp16 segmenter graphs, these are {precision}: onnxruntime's "
+            "dynamic int8 ops have no TensorRT kernels. Export the segmenter as fp16 (or fp32) with --tensorrt"
+        )
+    onnx_dir, plan_dir = Path(onnx_dir), Path(plan_dir)
+    for name in (io.ENCODER_FILE, io.DECODER_FILE):
+        if not (onnx_dir / name).is_file():
+            raise FileNotFoundError(f"{onnx_dir / name} is missing: export the segmenter there first")
+    decoder_profile = {
+        io.POINT_COORDS: ((1, 1, 2), (1, opt_points, 2), (1, max_points, 2)),
+        io.POINT_LABELS: ((1, 1), (1, opt_points), (1, max_points)),
+    }
+    build_plan(onnx_dir / io.ENCODER_FILE, plan_dir / io.ENCODER_PLAN, fp16=fp16, timing_cache=timing_cache)
+    build_plan(
+        onnx_dir / io.DECODER_FILE,
+        plan_dir / io.DECODER_PLAN,
+        profiles=[decoder_profile],
+        fp16=fp16,
+        timing_cache=timing_cache,
+    )
+    return {"encoder": io.ENCODER_PLAN, "decoder": io.DECODER_PLAN, "fp16": fp16, "max_points": max_points}

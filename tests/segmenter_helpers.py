@@ -1,0 +1,60 @@
+"""Shared, process-cached fixtures for the segmenter tests: the tiny SAM2 reference and its
+exported graphs (each precision exported once per test process, whichever module asks first)."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_ROOT = Path(tempfile.mkdtemp(prefix="segzero-segmenter-tests-"))
+atexit.register(shutil.rmtree, _ROOT, True)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_segmenter_dir() -> Path:
+    from segzero_edge.testing import cached_tiny_models
+
+    return cached_tiny_models(seed=0).segmenter
+
+
+@functools.lru_cache(maxsize=None)
+def torch_segmenter() -> Any:
+    from segzero_edge.models.segmenter import TorchSegmenter
+
+    return TorchSegmenter.from_pretrained(tiny_segmenter_dir())
+
+
+@functools.lru_cache(maxsize=None)
+def exported(precision: str) -> tuple[Path, dict[str, Any]]:
+    """(folder with encoder.onnx + decoder.onnx, component metadata) for one precision."""
+    from segzero_edge.export.segmenter import export_segmenter
+
+    out = _ROOT / precision
+    meta = export_segmenter(torch_segmenter().model, out, precision=precision)
+    return out, meta
+
+
+@functools.lru_cache(maxsize=None)
+def ort_segmenter(precision: str) -> Any:
+    from segzero_edge.runtime.segmenter import OrtSegmenter
+
+    folder, meta = exported(precision)
+    return OrtSegmenter.from_dir(folder, meta=meta)
+
+
+def scratch(name: str) -> Path:
+    path = _ROOT / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    from segzero_edge.export.verify_segmenter import random_image
+
+    return random_image(np.random.default_rng(seed), height, width)
