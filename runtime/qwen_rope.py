@@ -159,7 +159,9 @@ def decode_position_ids(position_ids: np.ndarray, num_tokens: int = 1) -> np.nda
     return position_ids[..., -1:] + 1 + np.arange(num_tokens, dtype=np.int64)
 
 
-def decode_position_ids_from_deltas(deltas: np.ndarray, cache_position: int | np.ndarray, num_tokens: int = 1):
+def decode_position_ids_from_deltas(
+    deltas: np.ndarray, cache_position: int | np.ndarray, num_tokens: int = 1
+) -> np.ndarray:
     """Positions [3, B, num_tokens] = cache_position + k + deltas (no left padding).
 
     cache_position: number of tokens already in the KV cache (scalar or [B] valid counts
