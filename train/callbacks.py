@@ -13,9 +13,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-logger = logging.getLogger("segzero_edge.train")
+from .plot import METRICS_FILE
 
-METRICS_FILE = "metrics.csv"
+logger = logging.getLogger("segzero_edge.train")
 
 
 class SignalCheckpointCallback(TrainerCallback):
@@ -37,7 +37,9 @@ class SignalCheckpointCallback(TrainerCallback):
             signal.raise_signal(signum)
             return
         self.received = signum
-        logger.warning("%s received: saving a checkpoint after this step, then stopping", signal.Signals(signum).name)
+        logger.warning(
+            "%s received: saving a checkpoint after this step, then stopping", signal.Signals(signum).name
+        )
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():
@@ -110,7 +112,11 @@ class MetricsCsvCallback(TrainerCallback):
                 )
             kept = [row for row in rows if int(row["step"]) <= state.global_step]
             if len(kept) != len(rows):
-                logger.info("metrics.csv: dropped %d rows past step %d (resumed run)", len(rows) - len(kept), state.global_step)
+                logger.info(
+                    "metrics.csv: dropped %d rows past step %d (resumed run)",
+                    len(rows) - len(kept),
+                    state.global_step,
+                )
             self._write(kept, mode="w")
         else:
             self._write([], mode="w")
@@ -132,14 +138,3 @@ class MetricsCsvCallback(TrainerCallback):
         row["wall_s"] = f"{now - self._last:.3f}"
         self._last = now
         self._write([row], mode="a")
-
-
-def read_metrics(run_dir: str | Path) -> tuple[list[str], list[dict[str, float | None]]]:
-    """(columns, rows) of `RUN/metrics.csv`, values as floats (None where blank)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no {METRICS_FILE} in {run_dir}: is it a training run directory?")
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        rows = [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in reader]
-        return list(reader.fieldnames or []), rows

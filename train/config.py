@@ -44,13 +44,19 @@ class TrainConfig:
             "help": "segzero: problem/solution/image rows; mask: image/text/mask rows; auto: from the columns"
         },
     )
-    data_split: str = field(default="train", metadata={"help": "split to use when the data dir holds a DatasetDict"})
-    max_samples: int | None = field(default=None, metadata={"help": "use at most this many rows (after skipping bad ones)"})
+    data_split: str = field(
+        default="train", metadata={"help": "split to use when the data dir holds a DatasetDict"}
+    )
+    max_samples: int | None = field(
+        default=None, metadata={"help": "use at most this many rows (after skipping bad ones)"}
+    )
     synthetic_rows: int = field(default=16, metadata={"help": "rows generated for data=synthetic"})
     validate_images: bool = field(
         default=True, metadata={"help": "decode every image once before training and skip unreadable rows"}
     )
-    output_dir: str = field(default="runs/seg_zero_3b_qlora", metadata={"help": "run directory (checkpoints, logs)"})
+    output_dir: str = field(
+        default="runs/seg_zero_3b_qlora", metadata={"help": "run directory (checkpoints, logs)"}
+    )
     seed: int = field(default=42, metadata={"help": "seed for LoRA init, sampling and data order"})
 
     # --- inputs ---------------------------------------------------------------------------
@@ -59,9 +65,12 @@ class TrainConfig:
         metadata={"help": "images are resized to this square (Seg-Zero: 840); ground truth is scaled to it"},
     )
     system_prompt: str | None = field(
-        default=SYSTEM_PROMPT, metadata={"help": "system turn of every prompt (none: the chat template's default)"}
+        default=SYSTEM_PROMPT,
+        metadata={"help": "system turn of every prompt (none: the chat template's default)"},
     )
-    max_completion_length: int = field(default=1300, metadata={"help": "longest completion in tokens (Seg-Zero: 1300)"})
+    max_completion_length: int = field(
+        default=1300, metadata={"help": "longest completion in tokens (Seg-Zero: 1300)"}
+    )
     min_completion_length: int = field(
         default=0, metadata={"help": "force completions to at least this many tokens (benchmarks; 0 = off)"}
     )
@@ -82,7 +91,9 @@ class TrainConfig:
     epsilon: float = field(default=0.2, metadata={"help": "PPO clip range (Seg-Zero: 0.2)"})
     loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = field(
         default="bnpo",
-        metadata={"help": "loss aggregation; bnpo = token mean per micro-batch, veRL's token-mean as in Seg-Zero"},
+        metadata={
+            "help": "loss aggregation; bnpo = token mean per micro-batch, veRL's token-mean as in Seg-Zero"
+        },
     )
     scale_rewards: Literal["group", "batch", "none"] = field(
         default="group", metadata={"help": "advantage normalisation (GRPO: per-group std)"}
@@ -104,18 +115,23 @@ class TrainConfig:
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "transformers scheduler name"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
-    max_steps: int = field(default=-1, metadata={"help": "optimizer steps; -1 = num_train_epochs over the data"})
+    max_steps: int = field(
+        default=-1, metadata={"help": "optimizer steps; -1 = num_train_epochs over the data"}
+    )
     num_train_epochs: float = field(default=1.0, metadata={"help": "epochs when max_steps is -1"})
     optim: str = field(
         default="paged_adamw_8bit",
-        metadata={"help": "optimizer; paged_adamw_8bit needs CUDA and falls back (with a note) to adamw_torch on CPU"},
+        metadata={
+            "help": "optimizer; paged_adamw_8bit needs CUDA and falls back (with a note) to adamw_torch on CPU"
+        },
     )
     gradient_checkpointing: bool = field(default=True, metadata={"help": "recompute activations in backward"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast for training"})
 
     # --- QLoRA ----------------------------------------------------------------------------
     quantization: Literal["nf4", "fp4", "none"] = field(
-        default="nf4", metadata={"help": "base-weight quantisation (bitsandbytes 4-bit) or none for plain LoRA"}
+        default="nf4",
+        metadata={"help": "base-weight quantisation (bitsandbytes 4-bit) or none for plain LoRA"},
     )
     double_quant: bool = field(default=True, metadata={"help": "quantise the quantisation constants too"})
     compute_dtype: Dtype = field(default="bfloat16", metadata={"help": "4-bit matmul compute dtype"})
@@ -136,14 +152,17 @@ class TrainConfig:
     lora_vision: bool = field(
         default=False, metadata={"help": "also put adapters on the vision tower's attention and MLP layers"}
     )
-    attn_implementation: str | None = field(default="sdpa", metadata={"help": "attention kernel (sdpa, eager, ...)"})
+    attn_implementation: str | None = field(
+        default="sdpa", metadata={"help": "attention kernel (sdpa, eager, ...)"}
+    )
 
     # --- run management -------------------------------------------------------------------
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps"})
     save_total_limit: int | None = field(default=3, metadata={"help": "keep at most this many checkpoints"})
     logging_steps: int = field(default=1, metadata={"help": "log (and write metrics.csv) every N steps"})
     report_to: str = field(
-        default="auto", metadata={"help": "auto (tensorboard if installed), none, or a transformers report_to list"}
+        default="auto",
+        metadata={"help": "auto (tensorboard if installed), none, or a transformers report_to list"},
     )
     device: Literal["auto", "cuda", "cpu"] = field(default="auto", metadata={"help": "where to train"})
 
@@ -163,7 +182,9 @@ class TrainConfig:
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.num_generations < 2:
-            raise ValueError(f"num_generations must be >= 2 (GRPO compares rollouts of one prompt), got {self.num_generations}")
+            raise ValueError(
+                f"num_generations must be >= 2 (GRPO compares rollouts of one prompt), got {self.num_generations}"
+            )
         if self.image_size % 28:
             raise ValueError(
                 f"image_size {self.image_size} is not a multiple of 28 (patch 14 x merge 2); use e.g. 840, 448, 112"
@@ -184,20 +205,28 @@ class TrainConfig:
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
         if self.beta < 0 or self.epsilon <= 0:
-            raise ValueError(f"beta must be >= 0 and epsilon > 0, got beta={self.beta}, epsilon={self.epsilon}")
+            raise ValueError(
+                f"beta must be >= 0 and epsilon > 0, got beta={self.beta}, epsilon={self.epsilon}"
+            )
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
         unknown = [name for name in self.rewards if name not in REWARDS and ":" not in name]
         if unknown or not self.rewards:
-            raise ValueError(f"unknown rewards {unknown or '(none given)'}; known: {', '.join(sorted(REWARDS))}")
+            raise ValueError(
+                f"unknown rewards {unknown or '(none given)'}; known: {', '.join(sorted(REWARDS))}"
+            )
         if not self.lora_target_modules:
             raise ValueError("lora_target_modules is empty: name at least one layer, e.g. q_proj,v_proj")
         if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps must be a positive step count or -1 (use epochs), got {self.max_steps}")
+            raise ValueError(
+                f"max_steps must be a positive step count or -1 (use epochs), got {self.max_steps}"
+            )
         if not self.data:
-            raise ValueError("data is not set: give a dataset path (save_to_disk dir or parquet) or 'synthetic'")
+            raise ValueError(
+                "data is not set: give a dataset path (save_to_disk dir or parquet) or 'synthetic'"
+            )
 
     @property
     def gradient_accumulation_steps(self) -> int:

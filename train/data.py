@@ -70,7 +70,9 @@ def open_dataset(path: str | Path, split: str = "train") -> datasets.Dataset:
             raise ValueError(f"{p}: expected a .parquet file or a dataset directory")
         return datasets.Dataset.from_parquet(str(p))
     if not p.is_dir():
-        raise FileNotFoundError(f"dataset not found: {p} (give a save_to_disk dir, a parquet file or a dir of them)")
+        raise FileNotFoundError(
+            f"dataset not found: {p} (give a save_to_disk dir, a parquet file or a dir of them)"
+        )
     if (p / "dataset_dict.json").is_file():
         dd = datasets.load_from_disk(str(p))
         if split not in dd:
@@ -178,7 +180,9 @@ def _text(value: Any) -> str:
 # --- preparing ----------------------------------------------------------------------------
 
 
-def _check_row(example: dict, layout: str, root: Path | None, validate_images: bool) -> tuple[str | None, str, Any, Any]:
+def _check_row(
+    example: dict, layout: str, root: Path | None, validate_images: bool
+) -> tuple[str | None, str, Any, Any]:
     """(skip reason or None, query, gt_bbox, gt_points) of one raw row, ground truth in 840 space."""
     query = _text(example["problem" if layout == "segzero" else "text"])
     if not query:
@@ -286,49 +290,33 @@ def prepare_dataset(
 
 # --- synthetic rows and the config entry point -----------------------------------------------
 
-_COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220), "yellow": (230, 210, 40)}
-
 
 def synthetic_mask_dataset(rows: int, seed: int = 0, size: int = 224) -> datasets.Dataset:
-    """A few image+text+mask rows (mask layout): a coloured box or ellipse, plus a distractor,
-    on a noisy background; the query names the target. Deterministic by seed; for smoke runs."""
+    """`rows` scenes of `segzero_edge.synthetic` (its train split) in the mask layout
+    (image, text, mask): ground truth is then computed from the masks, as for any mask dataset."""
     import datasets
-    from PIL import ImageDraw
 
-    rng = np.random.default_rng(seed)
+    from segzero_edge.synthetic.dataset import generate_split
+
     records: dict[str, list] = {"image": [], "text": [], "mask": []}
-    names = list(_COLOURS)
-    for _ in range(rows):
-        canvas = Image.fromarray(rng.integers(60, 140, (size, size, 3), dtype=np.uint8))
-        mask = Image.new("L", (size, size), 0)
-        target, other = rng.choice(len(names), size=2, replace=False)
-        shapes = []
-        for colour in (names[target], names[other]):
-            w, h = rng.integers(size // 6, size // 2, size=2)
-            x, y = rng.integers(0, size - w), rng.integers(0, size - h)
-            shapes.append((colour, "ellipse" if rng.random() < 0.5 else "box", [int(x), int(y), int(x + w), int(y + h)]))
-        for colour, kind, box in reversed(shapes):  # the target is drawn last, on top
-            draw = ImageDraw.Draw(canvas)
-            (draw.ellipse if kind == "ellipse" else draw.rectangle)(box, fill=_COLOURS[colour])
-        colour, kind, box = shapes[0]
-        (ImageDraw.Draw(mask).ellipse if kind == "ellipse" else ImageDraw.Draw(mask).rectangle)(box, fill=255)
-        records["image"].append({"bytes": _png(canvas), "path": None})
-        records["text"].append(f"the {colour} {'ellipse' if kind == 'ellipse' else 'box'}")
-        records["mask"].append({"bytes": _png(mask), "path": None})
-    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string"), "mask": datasets.Image()})
+    for sample in generate_split("train", rows, seed, size):
+        row = sample.row()
+        for key in records:
+            records[key].append(row[key])
+    features = datasets.Features(
+        {"image": datasets.Image(), "text": datasets.Value("string"), "mask": datasets.Image()}
+    )
     return datasets.Dataset.from_dict(records, features=features)
-
-
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def load_train_dataset(config: Any) -> tuple[datasets.Dataset, DataReport]:
     """The GRPO training rows for a `TrainConfig` (`data`, `data_format`, `data_split`, ...)."""
     if config.data == "synthetic":
-        source, root, name = synthetic_mask_dataset(config.synthetic_rows, seed=config.seed), None, "synthetic"
+        source, root, name = (
+            synthetic_mask_dataset(config.synthetic_rows, seed=config.seed),
+            None,
+            "synthetic",
+        )
     else:
         path = Path(config.data)
         source, name = open_dataset(path, split=config.data_split), str(path)

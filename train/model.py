@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,70 +39,18 @@ def resolve_model_path(model: str) -> str:
     """'tiny' → the cached tiny random reasoner dir; anything else is passed through (Hub id or dir)."""
     if model != "tiny":
         return model
-    try:
-        from segzero_edge.testing import cached_tiny_models
-    except ImportError:
-        return str(_tiny_reasoner_fallback())
+    from segzero_edge.testing import cached_tiny_models
+
     return str(cached_tiny_models().reasoner)
 
 
-def _tiny_reasoner_fallback() -> Path:
-    """Build the tiny reasoner once into a user cache dir (until segzero_edge.testing caches it)."""
-    import shutil
-    import tempfile
-
-    from segzero_edge.testing.tiny import build_tiny_reasoner
-
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "segzero-edge" / "tiny-reasoner-seed0"
-    if (cache / "model.safetensors").is_file():
-        return cache
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tiny-"))
-    build_tiny_reasoner(tmp / "reasoner", seed=0)
-    try:
-        (tmp / "reasoner").rename(cache)  # atomic: concurrent builders race harmlessly
-    except OSError:
-        if not (cache / "model.safetensors").is_file():
-            raise
-    shutil.rmtree(tmp, ignore_errors=True)
-    return cache
-
-
 def load_processor(path: str) -> ProcessorMixin:
-    """Qwen2.5-VL processor with the slow (PIL) image processor: AutoProcessor needs torchvision."""
-    try:
-        from segzero_edge.models.processor import load_processor as project_loader
-    except ImportError:
-        project_loader = None
-    if project_loader is not None:
-        processor = project_loader(path)
-    else:
-        processor = _processor_fallback(path)
+    """Qwen2.5-VL processor without the torchvision video processor, prompts padded on the left."""
+    from segzero_edge.models.processor import load_processor as project_loader
+
+    processor = project_loader(path)
     processor.tokenizer.padding_side = "left"  # GRPOTrainer pads prompts on the left
     return processor
-
-
-def _processor_fallback(path: str) -> ProcessorMixin:
-    from transformers import AutoTokenizer, Qwen2_5_VLProcessor
-    from transformers.processing_utils import ProcessorMixin
-
-    try:
-        from transformers import Qwen2VLImageProcessorPil as ImageProcessor
-    except ImportError:
-        from transformers import Qwen2VLImageProcessor as ImageProcessor
-
-    class _ImageOnlyProcessor(Qwen2_5_VLProcessor):
-        """Qwen2_5_VLProcessor without its video processor (whose auto class needs torchvision)."""
-
-        def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **_: Any):
-            self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
-            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    image_processor = ImageProcessor.from_pretrained(path)
-    return _ImageOnlyProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
 
 
 def quantization_config(config: TrainConfig) -> BitsAndBytesConfig | None:

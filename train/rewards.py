@@ -32,7 +32,9 @@ def completion_text(completion: Any) -> str:
         if isinstance(content, str):
             return content
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    raise TypeError(f"a completion must be a string or a list of chat messages, got {type(completion).__name__}")
+    raise TypeError(
+        f"a completion must be a string or a list of chat messages, got {type(completion).__name__}"
+    )
 
 
 def _column(values: Sequence[Any] | None, n: int, name: str) -> Sequence[Any]:
@@ -56,10 +58,14 @@ def make_reward(name: str) -> TrlReward:
         n = len(completions)
         boxes = _column(gt_bbox, n, "gt_bbox")
         points = _column(gt_points, n, "gt_points")
-        return [float(fn(completion_text(c), b, p)) for c, b, p in zip(completions, boxes, points, strict=True)]
+        return [
+            float(fn(completion_text(c), b, p)) for c, b, p in zip(completions, boxes, points, strict=True)
+        ]
 
     reward.__name__ = reward.__qualname__ = name  # TRL logs rewards/<__name__>/mean
-    reward.__doc__ = f"TRL adapter of segzero_edge.rewards {name!r}: (completions, gt_bbox, gt_points) -> list[float]."
+    reward.__doc__ = (
+        f"TRL adapter of segzero_edge.rewards {name!r}: (completions, gt_bbox, gt_points) -> list[float]."
+    )
     return reward
 
 

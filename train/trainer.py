@@ -40,7 +40,14 @@ logger = logging.getLogger("segzero_edge.train")
 CONFIG_FILE = "train_config.yaml"
 RUN_INFO_FILE = "run_info.json"
 #: Fields that may change between a run and its resumption without changing what is trained.
-RESUMABLE_CHANGES = {"max_steps", "num_train_epochs", "save_steps", "save_total_limit", "logging_steps", "report_to"}
+RESUMABLE_CHANGES = {
+    "max_steps",
+    "num_train_epochs",
+    "save_steps",
+    "save_total_limit",
+    "logging_steps",
+    "report_to",
+}
 
 
 @dataclass
@@ -58,7 +65,9 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but torch sees no CUDA GPU; use device=cpu (slow) or install CUDA torch")
+        raise RuntimeError(
+            "device=cuda but torch sees no CUDA GPU; use device=cpu (slow) or install CUDA torch"
+        )
     return requested
 
 
@@ -81,7 +90,9 @@ def grpo_args(config: TrainConfig, *, device: str, optim: str) -> GRPOConfig:
     """GRPOConfig with every recipe value set explicitly (TRL's defaults differ from Seg-Zero's)."""
     from trl import GRPOConfig
 
-    generation_kwargs = {"min_new_tokens": config.min_completion_length} if config.min_completion_length else None
+    generation_kwargs = (
+        {"min_new_tokens": config.min_completion_length} if config.min_completion_length else None
+    )
     return GRPOConfig(
         output_dir=config.output_dir,
         seed=config.seed,
@@ -155,7 +166,9 @@ def _check_resume(config: TrainConfig, resume: bool) -> Path | None:
         changed = [f.name for f in fields(config) if getattr(before, f.name) != getattr(config, f.name)]
         risky = [name for name in changed if name not in RESUMABLE_CHANGES]
         if risky:
-            logger.warning("resuming with changed settings %s (saved in %s): the run mixes two recipes", risky, saved)
+            logger.warning(
+                "resuming with changed settings %s (saved in %s): the run mixes two recipes", risky, saved
+            )
     return found
 
 
@@ -211,8 +224,13 @@ def build_trainer(
         "generation_backend": "transformers.generate (see segzero_edge.train.trainer docstring)",
         "trainable_parameters": trainable,
         "parameters": total,
-        "data": {"source": report.source, "layout": report.layout, "seen": report.seen, "kept": report.kept,
-                 "skipped": dict(report.skipped)},
+        "data": {
+            "source": report.source,
+            "layout": report.layout,
+            "seen": report.seen,
+            "kept": report.kept,
+            "skipped": dict(report.skipped),
+        },
         "resumed_from": str(checkpoint) if checkpoint else None,
         "versions": _versions(),
     }
@@ -248,7 +266,9 @@ def run_training(
     save_config(config, out / CONFIG_FILE)
     info["started"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     (out / RUN_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    signals = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SignalCheckpointCallback))
+    signals = next(
+        cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SignalCheckpointCallback)
+    )
     trainer.train(resume_from_checkpoint=info["resumed_from"])
     step = trainer.state.global_step
     if signals.received is not None:
