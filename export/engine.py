@@ -37,6 +37,13 @@ class ExportConfig:
             raise ValueError(f"block_size must be a power of two ≥ 16, got {self.block_size}")
 
 
+def _chmod_like_mkdir(path: Path) -> None:
+    # mkdtemp makes the folder 0700; an engine directory should get the usual umask permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o777 & ~umask)
+
+
 def export_engines(config: ExportConfig, *, progress: bool = True) -> Path:
     """Build `config.out` with reasoner/, segmenter/, optional trt/, and manifest.json."""
     out = Path(config.out)
@@ -59,6 +66,7 @@ def export_engines(config: ExportConfig, *, progress: bool = True) -> Path:
             from .tensorrt import build_engine_plans
 
             components["trt"] = build_engine_plans(staging, components)
+        _chmod_like_mkdir(staging)
         write_manifest(staging, sources={"reasoner": config.reasoner, "segmenter": config.segmenter}, components=components)
         if out.exists():  # --force: swap the new directory in, then drop the old one
             trash = out.with_name(f".{out.name}.old-{os.getpid()}")

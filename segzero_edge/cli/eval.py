@@ -43,9 +43,10 @@ def build_pipeline(args: argparse.Namespace):
     from segzero_edge.models.segmenter import TorchSegmenter
     from segzero_edge.pipeline import ReasoningPipeline
 
-    reasoner = TorchReasoner.from_pretrained(args.reasoner, device=args.device)
-    if args.max_new_tokens is not None:
-        reasoner.configure(max_new_tokens=args.max_new_tokens)
+    from segzero_edge.runtime.decoder import GenerationConfig
+
+    config = GenerationConfig() if args.max_new_tokens is None else GenerationConfig(max_new_tokens=args.max_new_tokens)
+    reasoner = TorchReasoner.from_pretrained(args.reasoner, device=args.device, config=config)
     return ReasoningPipeline(reasoner, TorchSegmenter.from_pretrained(args.segmenter, device=args.device))
 
 

@@ -1,0 +1,102 @@
+"""The whole chain on the tiny models: `segzero-edge export` → `segment` gives the same answer
+text as the PyTorch pipeline, `verify` passes, `eval` runs on both back ends, and a tampered
+engine directory is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segzero_edge.cli import main
+from segzero_edge.manifest import EngineError
+
+MAX_NEW = 40
+QUERIES = ["the red circle", "The thing I could cut bread with."]
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e") / "engines"
+    code = main([
+        "export", "--reasoner", str(tiny_models.reasoner), "--segmenter", str(tiny_models.segmenter),
+        "--out", str(out), "--reasoner-precision", "fp32", "--segmenter-precision", "fp32",
+    ])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def image_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "scene.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (300, 420, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_export_writes_a_verified_directory(engines):
+    from segzero_edge.manifest import read_manifest
+
+    manifest = read_manifest(engines)
+    names = set(manifest.data["files"])
+    assert {"reasoner/vision.onnx", "reasoner/embed.onnx", "reasoner/decoder.onnx", "reasoner/tokenizer.json",
+            "segmenter/encoder.onnx", "segmenter/decoder.onnx"} <= names
+    assert not list(engines.parent.glob(".engines.partial-*"))  # the staging folder is gone
+
+
+def test_segment_cli_matches_the_torch_pipeline(tiny_models, engines, image_path, tmp_path):
+    from segzero_edge.images import load_image
+    from segzero_edge.models.reasoner import TorchReasoner
+    from segzero_edge.models.segmenter import TorchSegmenter
+    from segzero_edge.pipeline import ReasoningPipeline
+    from segzero_edge.runtime.decoder import GenerationConfig
+
+    out_json = tmp_path / "r.json"
+    code = main([
+        "segment", "--engines", str(engines), "--image", str(image_path), "--query", QUERIES[0], "--query", QUERIES[1],
+        "--max-new-tokens", str(MAX_NEW), "--json", str(out_json), "--out", str(tmp_path / "ov.png"),
+    ])
+    runtime = json.loads(out_json.read_text())
+    reference = ReasoningPipeline(
+        TorchReasoner.from_pretrained(tiny_models.reasoner, config=GenerationConfig(max_new_tokens=MAX_NEW)),
+        TorchSegmenter.from_pretrained(tiny_models.segmenter),
+    ).segment_many(load_image(image_path), QUERIES)
+    assert [r["answer_text"] for r in runtime] == [r.answer_text for r in reference]
+    assert [r["ok"] for r in runtime] == [r.ok for r in reference]
+    assert code == (0 if all(r.ok for r in reference) else 3)
+    assert (tmp_path / "ov-0.png").is_file() and (tmp_path / "ov-1.png").is_file()
+    assert all(r["timings"]["tokens"] == MAX_NEW or r["answer_text"] for r in runtime)
+
+
+def test_verify_cli_passes(engines, tmp_path):
+    report = tmp_path / "parity.json"
+    code = main(["verify", "--engines", str(engines), "--pairs", "2", "--max-new-tokens", "24",
+                 "--images", "2", "--prompts", "5", "--json", str(report)])
+    data = json.loads(report.read_text())
+    assert code == 0 and data["passed"]
+    assert data["reasoner"]["exact_rate"] == 1.0
+    assert data["segmenter"]["min_mask_iou"] >= 0.99 and data["segmenter"]["index_agreement"] == 1.0
+
+
+def test_tampered_engine_is_refused(engines, image_path, tmp_path, capsys):
+    copy = tmp_path / "tampered"
+    shutil.copytree(engines, copy)
+    decoder = copy / "segmenter" / "decoder.onnx"
+    data = bytearray(decoder.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    decoder.write_bytes(bytes(data))
+    from segzero_edge.runtime import ReasoningSegmenter
+
+    with pytest.raises(EngineError, match="altered"):
+        ReasoningSegmenter.from_dir(copy)
+    code = main(["segment", "--engines", str(copy), "--image", str(image_path), "--query", "x"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "altered" in err[0]
+
+
+def test_export_refuses_to_overwrite(tiny_models, engines, capsys):
+    code = main(["export", "--reasoner", str(tiny_models.reasoner), "--segmenter", str(tiny_models.segmenter),
+                 "--out", str(engines)])
+    assert code != 0 and "--force" in capsys.readouterr().err
