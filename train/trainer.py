@@ -257,10 +257,19 @@ def _versions() -> dict[str, str]:
 
 
 def run_training(
-    config: TrainConfig, *, resume: bool = False, rewards: Sequence[TrlReward] | None = None
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    rewards: Sequence[TrlReward] | None = None,
+    extra_callbacks: Sequence[Any] = (),
 ) -> RunResult:
-    """Train (or resume) one run; returns where it stopped. SIGTERM/SIGINT save and stop cleanly."""
-    trainer, info = build_trainer(config, resume=resume, rewards=rewards)
+    """Train (or resume) one run; returns where it stopped. SIGTERM/SIGINT save and stop cleanly.
+
+    Writes RUN/train_config.yaml (the resolved config), RUN/run_info.json (device, effective
+    optimizer, data counts, versions), RUN/metrics.csv, checkpoints, and on completion the
+    final adapter in RUN/.
+    """
+    trainer, info = build_trainer(config, resume=resume, rewards=rewards, extra_callbacks=extra_callbacks)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / CONFIG_FILE)
