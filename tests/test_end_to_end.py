@@ -100,3 +100,23 @@ def test_export_refuses_to_overwrite(tiny_models, engines, capsys):
     code = main(["export", "--reasoner", str(tiny_models.reasoner), "--segmenter", str(tiny_models.segmenter),
                  "--out", str(engines)])
     assert code != 0 and "--force" in capsys.readouterr().err
+
+
+def test_eval_cli_runs_on_both_back_ends_with_equal_results(tiny_models, engines, tmp_path, capsys):
+    from segzero_edge.synthetic import write_dataset
+
+    data = tmp_path / "synth"
+    write_dataset(data, sizes={"test": 3}, size=256, progress=False)
+    lines = {}
+    for name, backend in {
+        "runtime": ["--engines", str(engines)],
+        "torch": ["--reasoner", str(tiny_models.reasoner), "--segmenter", str(tiny_models.segmenter)],
+    }.items():
+        out = tmp_path / f"{name}.jsonl"
+        code = main(["eval", *backend, "--data", str(data / "test.parquet"), "--max-new-tokens", "24", "--out", str(out)])
+        assert code == 0
+        lines[name] = capsys.readouterr().out.strip().splitlines()[-1]
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len(records) == 3 and all(r["union"] > 0 for r in records)
+    assert lines["runtime"].startswith("gIoU=") and lines["runtime"].endswith("n=3")
+    assert lines["runtime"] == lines["torch"]
