@@ -1,0 +1,293 @@
+"""Supervised warm start of the embedded reasoner on the synthetic templated completions.
+
+    python recipes/embedded/sft_reasoner.py --data runs/embedded/data --out runs/embedded/sft [--steps N]
+
+A plain torch loop: a freshly initialised small Qwen2.5-VL (`reasoner_arch`) learns
+`<think>{templated reasoning}</think><answer>{bbox, points_1, points_2}</answer><|im_end|>`
+after Seg-Zero's exact chat prompt; the loss covers the completion tokens only. The images
+go through the checkpoint's own Qwen processor (840 bilinear resize, then smart-resize to
+336²) once, up front. It is meant to stop early (a warm start): GRPO is to add to it.
+At the end it greedy-decodes `eval_rows` val rows and reports the Seg-Zero reward components.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import StepBudget, hardware, pick_device, seed_everything, timed, write_json
+from reasoner_arch import copy_processor_files, write_init_checkpoint
+
+
+@dataclass
+class SftConfig:
+    data: Path = field(metadata={"help": "dataset dir from make_data.py (train.parquet, val.parquet)"})
+    out: Path = field(metadata={"help": "output checkpoint dir (HF format + processor files)"})
+    steps: int = field(default=0, metadata={"help": "optimizer steps; 0 = as many as fit in --minutes"})
+    minutes: float = field(default=3.0, metadata={"help": "time budget when --steps is 0"})
+    batch: int = field(default=64, metadata={"help": "sequences per step"})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate"})
+    min_lr: float = field(default=0.1, metadata={"help": "final learning rate as a share of the peak (cosine)"})
+    warmup: int = field(default=60, metadata={"help": "linear warm-up steps"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    max_rows: int | None = field(default=None, metadata={"help": "use at most this many train rows"})
+    eval_rows: int = field(default=64, metadata={"help": "val rows greedy-decoded at the end (0 = skip)"})
+    seed: int = field(default=0, metadata={"help": "init, data order"})
+    workers: int = field(default=8, metadata={"help": "image preprocessing processes"})
+    device: str = field(default="auto", metadata={"help": "auto, cuda or cpu"})
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.warmup < 1:
+            raise ValueError(f"batch and warmup must be >= 1, got {self.batch}, {self.warmup}")
+
+
+# --- data -----------------------------------------------------------------------------------
+
+_PROC: Any = None
+
+
+def _init_worker(ckpt: str) -> None:
+    global _PROC
+    from segzero_edge.models.processor import load_processor
+
+    _PROC = load_processor(ckpt)
+
+
+def _pixels(png: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """PNG bytes → (pixel_values [P, 1176] float16, grid [3]) through the checkpoint's processor."""
+    from PIL import Image
+
+    from segzero_edge.prompts import resize_for_reasoner
+
+    with Image.open(io.BytesIO(png)) as img:
+        resized = resize_for_reasoner(img.convert("RGB"))
+    out = _PROC.image_processor(images=[resized], return_tensors="np")
+    return out["pixel_values"].astype(np.float16), out["image_grid_thw"][0]
+
+
+def read_rows(path: Path, columns: list[str], limit: int | None = None) -> dict[str, list]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=columns)
+    if limit is not None:
+        table = table.slice(0, limit)
+    return table.to_pydict()
+
+
+def preprocess_images(pngs: list[bytes], ckpt: Path, workers: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    if workers <= 1:
+        _init_worker(str(ckpt))
+        results = [_pixels(p) for p in tqdm(pngs, desc="images", mininterval=5)]
+    else:
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(str(ckpt),)) as pool:
+            results = list(tqdm(pool.map(_pixels, pngs, chunksize=16), total=len(pngs), desc="images", mininterval=5))
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+def prompt_ids(processor: Any, query: str, n_image_tokens: int) -> list[int]:
+    """Seg-Zero's chat prompt (system + image + user text + assistant header) as token ids, the
+    image placeholder expanded to `n_image_tokens` pads as the processor does."""
+    from segzero_edge.prompts import chat_messages
+
+    text = processor.apply_chat_template(chat_messages(query), tokenize=False, add_generation_prompt=True)
+    text = text.replace("<|image_pad|>", "<|image_pad|>" * n_image_tokens, 1)
+    return processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def build_examples(processor: Any, rows: dict[str, list], grids: list[np.ndarray]) -> list[tuple[list[int], int]]:
+    """(token ids, prompt length) per row: prompt + completion + <|im_end|>."""
+    tok = processor.tokenizer
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    merge = processor.image_processor.merge_size
+    out = []
+    for query, completion, grid in zip(rows["text"], rows["completion"], grids, strict=True):
+        prompt = prompt_ids(processor, query, int(np.prod(grid)) // merge**2)
+        answer = tok(completion, add_special_tokens=False)["input_ids"] + [eos]
+        out.append((prompt + answer, len(prompt)))
+    return out
+
+
+def collate(indices, examples, image_of, pixels, grids, pad_id: int, image_pad_id: int, device: str) -> dict[str, Any]:
+    """A right-padded batch; `pixels` [U, P, 1176] (on `device`) holds each unique image once."""
+    import torch
+
+    longest = max(len(examples[i][0]) for i in indices)
+    ids = torch.full((len(indices), longest), pad_id, dtype=torch.long)
+    labels = torch.full_like(ids, -100)
+    mask = torch.zeros_like(ids)
+    for row, i in enumerate(indices):
+        seq, n_prompt = examples[i]
+        ids[row, : len(seq)] = torch.tensor(seq)
+        labels[row, n_prompt : len(seq)] = torch.tensor(seq[n_prompt:])
+        mask[row, : len(seq)] = 1
+    images = torch.tensor([image_of[i] for i in indices], device=pixels.device)
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels,
+             "image_grid_thw": torch.from_numpy(np.stack([grids[image_of[i]] for i in indices])).long(),
+             "mm_token_type_ids": (ids == image_pad_id).int()}
+    batch = {k: v.to(device) for k, v in batch.items()}
+    batch["pixel_values"] = pixels[images].flatten(0, 1).float()
+    return batch
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+def greedy_eval(model, processor, data: Path, n: int, workers: int, ckpt: Path, device: str,
+                max_new_tokens: int = 256, batch: int = 32) -> dict[str, Any]:
+    """Greedy-decode the first `n` val rows (batched HF generate) and average Seg-Zero's rewards."""
+    import torch
+
+    from segzero_edge.rewards import SEG_ZERO_COMPONENTS, get_reward
+
+    rows = read_rows(data / "val.parquet", ["image", "text", "gt_bbox", "gt_points"], n)
+    pixels, grids = preprocess_images([r["bytes"] for r in rows["image"]], ckpt, workers)
+    tok = processor.tokenizer
+    pad, image_pad = tok.convert_tokens_to_ids("<|endoftext|>"), tok.convert_tokens_to_ids("<|image_pad|>")
+    merge = processor.image_processor.merge_size
+    texts: list[str] = []
+    model.eval()
+    for start in range(0, len(rows["text"]), batch):
+        idx = list(range(start, min(start + batch, len(rows["text"]))))
+        prompts = [prompt_ids(processor, rows["text"][i], int(np.prod(grids[i])) // merge**2) for i in idx]
+        longest = max(map(len, prompts))
+        ids = torch.full((len(idx), longest), pad, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for r, p in enumerate(prompts):  # left padding for generation
+            ids[r, longest - len(p):] = torch.tensor(p)
+            attn[r, longest - len(p):] = 1
+        inputs = {"input_ids": ids, "attention_mask": attn, "mm_token_type_ids": (ids == image_pad).int(),
+                  "pixel_values": torch.from_numpy(np.concatenate([pixels[i] for i in idx])).float(),
+                  "image_grid_thw": torch.from_numpy(np.stack([grids[i] for i in idx])).long()}
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, top_k=None,
+                                 top_p=None, temperature=None, pad_token_id=pad)
+        texts += tok.batch_decode(out[:, longest:], skip_special_tokens=True)
+    model.train()
+    scores = {name: float(np.mean([get_reward(name)(t, b, p) for t, b, p in
+                                   zip(texts, rows["gt_bbox"], rows["gt_points"], strict=True)]))
+              for name in SEG_ZERO_COMPONENTS}
+    scores["seg_zero"] = float(sum(scores.values()))
+    return {"val_rows": len(texts), "val_rewards": scores, "examples": texts[:3]}
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def train(cfg: SftConfig) -> dict[str, Any]:
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from segzero_edge.models.processor import load_processor
+
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    init = out.parent / f"{out.name}-init"
+    write_init_checkpoint(init, cfg.seed)
+    processor = load_processor(init)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"reasoner: {n_params / 1e6:.2f} M parameters on {hardware(device)}", flush=True)
+
+    rows = read_rows(Path(cfg.data) / "train.parquet", ["image", "image_id", "text", "completion"], cfg.max_rows)
+    first: dict[str, int] = {}  # image_id -> unique image number (scenes carry several queries)
+    image_of = [first.setdefault(i, len(first)) for i in rows["image_id"]]
+    unique = {n: rows["image"][row]["bytes"] for row, n in reversed(list(enumerate(image_of)))}
+    pix_list, grids = preprocess_images([unique[n] for n in range(len(first))], init, cfg.workers)
+    if len({p.shape for p in pix_list}) != 1:
+        raise ValueError("all images must give the same patch grid (the generator's images are all one size)")
+    pixels = torch.from_numpy(np.stack(pix_list)).to(device)  # [U, P, 1176] float16, stays on the device
+    del pix_list
+    examples = build_examples(processor, rows, [grids[n] for n in image_of])
+    lengths = [len(e[0]) for e in examples]
+    print(f"{len(examples)} rows on {len(first)} images, tokens per row: mean {np.mean(lengths):.0f}, "
+          f"max {max(lengths)}", flush=True)
+    tok = processor.tokenizer
+    pad, image_pad = tok.convert_tokens_to_ids("<|endoftext|>"), tok.convert_tokens_to_ids("<|image_pad|>")
+
+    model = model.to(device).train()  # after the worker pool: forked workers never see CUDA
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95))
+    rng = np.random.default_rng(cfg.seed)
+    order: list[int] = []
+    budget = StepBudget(cfg.steps, cfg.minutes, probe=min(20, cfg.warmup))
+    log: list[dict[str, Any]] = []
+    bar = tqdm(desc="sft", unit="step", mininterval=5)
+    step = 0
+    while step < budget.total(step):
+        total = budget.total(step)
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+        if step >= cfg.warmup and total < 10**9:
+            progress = (step - cfg.warmup) / max(1, total - cfg.warmup)
+            lr = cfg.lr * (cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if len(order) < cfg.batch:
+            order += rng.permutation(len(examples)).tolist()
+        indices, order = order[: cfg.batch], order[cfg.batch :]
+        batch = collate(indices, examples, image_of, pixels, grids, pad, image_pad, device)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update()
+        if step % 50 == 0 or step == 1:
+            rec = {"step": step, "lr": round(lr, 6), "loss": round(loss.item(), 4),
+                   "epoch": round(step * cfg.batch / len(examples), 2)}
+            log.append(rec)
+            print(json.dumps(rec), flush=True)
+    bar.close()
+    return {"model": model, "processor": processor, "init": init, "steps": step, "log": log,
+            "params": n_params, "device": device, "rows": len(examples)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from segzero_edge.cli.dataclass_args import add_dataclass_args, dataclass_from_args
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_dataclass_args(parser, SftConfig)
+    cfg = dataclass_from_args(SftConfig, parser.parse_args(argv))
+    out = Path(cfg.out)
+    timing = out.parent / "times.jsonl"
+    with timed("sft_reasoner", timing) as rec:
+        result = train(cfg)
+        rec.update(steps=result["steps"], where=hardware(result["device"]))
+    model = result["model"]
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    copy_processor_files(result["init"], out)
+    report = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+              "steps": result["steps"], "rows": result["rows"], "params": result["params"],
+              "where": hardware(result["device"]), "log": result["log"]}
+    if cfg.eval_rows:
+        with timed("sft_greedy_eval", timing) as rec:
+            report["eval"] = greedy_eval(model, result["processor"], Path(cfg.data), cfg.eval_rows, cfg.workers,
+                                         result["init"], result["device"])
+            rec.update(report["eval"]["val_rewards"])
+        print(json.dumps(report["eval"], indent=1), flush=True)
+    write_json(out / "train_report.json", report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,319 @@
+"""Train the embedded default's segmenter: a small SAM2-architecture `Sam2Model`, from scratch,
+on synthetic shapes scenes, with Seg-Zero's prompts (box + two positive reference points) and
+box-only prompts, plus jittered boxes (a reasoner's boxes are never exact).
+
+    python recipes/embedded/train_segmenter.py --out runs/embedded/segmenter [--steps N | --minutes M]
+
+Data: fresh scenes rendered on the fly from the synthetic train seed range under base seed
+`scene_seed` (disjoint from the val/test splits), several objects per image. Loss, as SAM:
+BCE + dice of each of the 3 multimask outputs against the area-downsampled mask at 256², the
+best (lowest) of the 3 back-propagated, the IoU head regressed (MSE) to each output's real IoU,
+and the object-score head pushed to "present". Validation is the pipeline's own call on the
+val split's query targets: box (and box + 2 points) from Seg-Zero's 840-space ground truth,
+rescaled to the image, mask = the output with the highest predicted IoU, upsampled, > 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import StepBudget, hardware, pick_device, seed_everything, timed, write_json
+
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+#: The shipped segmenter's architecture: sam2.1-hiera-tiny's structure, narrow (about 1M params).
+SEGMENTER_OVERRIDES: dict[str, Any] = {
+    "backbone_config": {
+        "hidden_size": 24,
+        "embed_dim_per_stage": [24, 48, 96, 192],
+        "num_attention_heads_per_stage": [1, 1, 2, 4],
+        "blocks_per_stage": [1, 2, 3, 1],
+        "global_attention_blocks": [5],
+    },
+    "vision_config": {"backbone_channel_list": [192, 96, 48, 24], "fpn_hidden_size": 64},
+    "prompt_encoder_config": {"hidden_size": 64},
+    "mask_decoder_config": {"hidden_size": 64, "mlp_dim": 256, "num_attention_heads": 4, "iou_head_hidden_dim": 64},
+}
+
+
+@dataclass
+class SegConfig:
+    out: Path = field(metadata={"help": "output directory (save_pretrained: config.json + model.safetensors)"})
+    steps: int = field(default=0, metadata={"help": "optimizer steps; 0 = as many as fit in --minutes"})
+    minutes: float = field(default=5.0, metadata={"help": "time budget when --steps is 0"})
+    images_per_step: int = field(default=16, metadata={"help": "scenes per step"})
+    objects_per_image: int = field(default=4, metadata={"help": "prompts (objects) per scene per step"})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate"})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay"})
+    warmup: int = field(default=100, metadata={"help": "linear warm-up steps (then cosine to 0)"})
+    box_only: float = field(default=0.35, metadata={"help": "share of steps with box-only prompts"})
+    jitter: float = field(default=0.5, metadata={"help": "share of boxes jittered (sigma up to 15%% of the side)"})
+    size: int = field(default=512, metadata={"help": "scene size in pixels (the data's size)"})
+    seed: int = field(default=0, metadata={"help": "weight init / prompt sampling seed"})
+    scene_seed: int = field(default=7, metadata={"help": "synthetic base seed of the training scenes (train range)"})
+    val: int = field(default=300, metadata={"help": "val-split queries to evaluate on (base seed 0, as the data)"})
+    workers: int = field(default=6, metadata={"help": "scene-rendering worker processes"})
+    device: str = field(default="auto", metadata={"help": "auto, cuda or cpu"})
+
+    def __post_init__(self) -> None:
+        if self.images_per_step < 1 or self.objects_per_image < 1:
+            raise ValueError("images_per_step and objects_per_image must be >= 1")
+        if not (0 <= self.box_only <= 1 and 0 <= self.jitter <= 1):
+            raise ValueError(f"box_only and jitter are shares in [0, 1], got {self.box_only}, {self.jitter}")
+
+
+def build_model(seed: int):
+    """A freshly initialised (HF default init) `Sam2Model` with `SEGMENTER_OVERRIDES`."""
+    import torch
+    from transformers import Sam2Model
+
+    from segzero_edge.testing import tiny_segmenter_config
+
+    torch.manual_seed(seed)
+    return Sam2Model(tiny_segmenter_config(**SEGMENTER_OVERRIDES))
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def scene_item(index: int, cfg: SegConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Render training scene `index`; pick `objects_per_image` of its objects (with replacement
+    when it has fewer) and return image, masks, inclusive boxes and reference points."""
+    from segzero_edge.geometry import reference_points
+    from segzero_edge.synthetic import render_scene, split_seed
+
+    scene = render_scene(split_seed("train", index, cfg.scene_seed), cfg.size)
+    objs = [o for o in scene.objects if o.area > 0]
+    pick = rng.choice(len(objs), size=cfg.objects_per_image, replace=len(objs) < cfg.objects_per_image)
+    chosen = [objs[int(i)] for i in pick]
+    return {
+        "image": scene.image,
+        "masks": np.stack([o.mask for o in chosen]),
+        "boxes": np.array([o.bbox for o in chosen], dtype=np.float32),
+        "points": np.array([reference_points(o.mask) for o in chosen], dtype=np.float32),
+    }
+
+
+def scene_stream(cfg: SegConfig):
+    """An endless IterableDataset of `scene_item`s; worker w renders scenes w, w+W, ..."""
+    import torch
+    from torch.utils.data import IterableDataset, get_worker_info
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            info = get_worker_info()
+            wid, n = (info.id, info.num_workers) if info else (0, 1)
+            rng = np.random.default_rng([cfg.seed, wid])
+            index = wid
+            while True:
+                yield {k: torch.from_numpy(v) for k, v in scene_item(index, cfg, rng).items()}
+                index += n
+
+    return Stream()
+
+
+# --- model I/O (shared with the evaluation) -------------------------------------------------
+
+
+def pixels(images, device):
+    """uint8 [B,H,W,3] → normalised [B,3,1024,1024] (bilinear, as the runtime's resize for upsampling)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = images.to(device).permute(0, 3, 1, 2).float() / 255.0
+    x = F.interpolate(x, size=(1024, 1024), mode="bilinear", align_corners=False)
+    mean = torch.tensor(IMAGE_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def jitter_boxes(boxes, share: float, h: int, w: int, gen):
+    """Perturb a `share` of [B,N,4] pixel boxes by N(0, s * side), s ~ U(0, 0.15) per box."""
+    import torch
+
+    side = torch.stack([boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]], -1).clamp(min=4)
+    side = side.repeat(1, 1, 2)  # (w, h, w, h)
+    sigma = torch.rand((*boxes.shape[:2], 1), generator=gen, device=boxes.device) * 0.15
+    noise = torch.randn(boxes.shape, generator=gen, device=boxes.device) * sigma * side
+    keep = torch.rand((*boxes.shape[:2], 1), generator=gen, device=boxes.device) >= share
+    out = torch.where(keep, boxes, boxes + noise)
+    x1 = torch.minimum(out[..., 0], out[..., 2]).clamp(0, w - 1)
+    x2 = torch.maximum(out[..., 0], out[..., 2]).clamp(0, w - 1)
+    y1 = torch.minimum(out[..., 1], out[..., 3]).clamp(0, h - 1)
+    y2 = torch.maximum(out[..., 1], out[..., 3]).clamp(0, h - 1)
+    return torch.stack([x1, y1, x2, y2], -1)
+
+
+def forward(model, pix, boxes, points, h: int, w: int):
+    """Prompts in image pixels → (logits [B,N,3,256,256], iou [B,N,3], object score [B,N,1]).
+    `points` None = box only. Coordinates to 1024 space as the runtime: x * 1024 / W."""
+    import torch
+
+    scale = torch.tensor([1024 / w, 1024 / h], device=pix.device)
+    kwargs: dict[str, Any] = {"input_boxes": boxes * scale.repeat(2)}
+    if points is not None:
+        kwargs["input_points"] = points * scale
+        kwargs["input_labels"] = torch.ones(points.shape[:3], dtype=torch.long, device=pix.device)
+    out = model(pixel_values=pix, multimask_output=True, **kwargs)
+    return out.pred_masks, out.iou_scores, out.object_score_logits
+
+
+def losses(logits, iou_pred, obj, masks):
+    """Best-of-3 BCE + dice, IoU-head MSE, object-score BCE. masks: bool [B,N,H,W]."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = logits.float()
+    b, n, _k = logits.shape[:3]
+    target = F.interpolate(masks.float().flatten(0, 1)[:, None], size=logits.shape[-2:], mode="area")
+    target = target.view(b, n, 1, *logits.shape[-2:]).expand_as(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean((-1, -2))
+    prob = logits.sigmoid()
+    inter = (prob * target).sum((-1, -2))
+    dice = 1 - (2 * inter + 1) / (prob.sum((-1, -2)) + target.sum((-1, -2)) + 1)
+    per_mask = bce + dice  # [B,N,3]
+    best = per_mask.min(-1).values.mean()
+    with torch.no_grad():
+        hard, gt = logits > 0, target > 0.5
+        real_iou = (hard & gt).sum((-1, -2)).float() / (hard | gt).sum((-1, -2)).clamp(min=1).float()
+    iou_loss = F.mse_loss(iou_pred.float(), real_iou)
+    obj_loss = F.binary_cross_entropy_with_logits(obj.float(), torch.ones_like(obj.float()))
+    return best + iou_loss + 0.1 * obj_loss, {"mask": best.item(), "iou_mse": iou_loss.item()}
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+def val_samples(n: int, workers: int) -> list[dict[str, Any]]:
+    """The first n val-split queries (base seed 0, 512 px: the data's val split) with Seg-Zero's
+    ground truth rescaled from 840 space to the image, as a perfect reasoner would answer."""
+    from segzero_edge.answer import Answer
+    from segzero_edge.synthetic import generate_split
+
+    out = []
+    for s in generate_split("val", n, 0, 512):
+        h, w = s.mask.shape
+        a = Answer(bbox=s.bbox, points=s.points).rescale(w, h)
+        out.append({"image": s.scene.image, "mask": s.mask, "box": a.bbox, "points": a.points})
+    return out
+
+
+def evaluate(model, samples: list[dict[str, Any]], device: str, batch: int = 16) -> dict[str, float]:
+    """Mean mask IoU (gIoU) with box-only and box + 2 points prompts; best-scored of 3 masks."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    ious: dict[str, list[float]] = {"box": [], "box_points": []}
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        for start in range(0, len(samples), batch):
+            chunk = samples[start : start + batch]
+            images = torch.from_numpy(np.stack([s["image"] for s in chunk]))
+            h, w = images.shape[1:3]
+            pix = pixels(images, device)
+            boxes = torch.tensor([[s["box"]] for s in chunk], dtype=torch.float32, device=device)
+            pts = torch.tensor([[s["points"]] for s in chunk], dtype=torch.float32, device=device)
+            gt = torch.from_numpy(np.stack([s["mask"] for s in chunk])).to(device)
+            for mode, p in (("box", None), ("box_points", pts)):
+                logits, iou, _ = forward(model, pix, boxes, p, h, w)
+                best = iou[:, 0].float().argmax(-1)
+                low = logits[torch.arange(len(chunk)), 0, best].float()
+                full = F.interpolate(low[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0] > 0
+                inter = (full & gt).sum((-1, -2)).float()
+                union = (full | gt).sum((-1, -2)).float()
+                ious[mode] += (inter / union.clamp(min=1)).tolist()
+    model.train()
+    return {f"val_giou_{k}": float(np.mean(v)) for k, v in ious.items()} | {"val_n": len(samples)}
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def train(cfg: SegConfig) -> dict[str, Any]:
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    loader = DataLoader(scene_stream(cfg), batch_size=cfg.images_per_step, num_workers=cfg.workers,
+                        persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None)
+    batches = iter(loader)  # workers fork here, before CUDA is initialised in this process
+    model = build_model(cfg.seed).to(device).train()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"segmenter: {n_params / 1e6:.2f} M parameters on {hardware(device)}", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    budget = StepBudget(cfg.steps, cfg.minutes, probe=min(20, cfg.warmup))
+    log: list[dict[str, Any]] = []
+    bar = tqdm(desc="segmenter", unit="step", mininterval=5)
+    step = 0
+    for batch in batches:
+        total = budget.total(step)
+        if step >= total:
+            break
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+        if step >= cfg.warmup and total < 10**9:
+            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, total - cfg.warmup)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        images = batch["image"]
+        h, w = images.shape[1:3]
+        pix = pixels(images, device)
+        boxes = jitter_boxes(batch["boxes"].to(device), cfg.jitter, h, w, gen)
+        box_only = torch.rand((), generator=gen, device=device).item() < cfg.box_only
+        points = None if box_only else batch["points"].to(device)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            logits, iou, obj = forward(model, pix, boxes, points, h, w)
+        loss, parts = losses(logits, iou, obj, batch["masks"].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update()
+        if step % 50 == 0 or step == 1:
+            rec = {"step": step, "lr": round(lr, 6), "loss": round(loss.item(), 4), **{k: round(v, 4) for k, v in parts.items()}}
+            log.append(rec)
+            print(json.dumps(rec), flush=True)
+    bar.close()
+    return {"model": model, "steps": step, "log": log, "params": n_params, "device": device}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from segzero_edge.cli.dataclass_args import add_dataclass_args, dataclass_from_args
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_dataclass_args(parser, SegConfig)
+    cfg = dataclass_from_args(SegConfig, parser.parse_args(argv))
+    out = Path(cfg.out)
+    timing = out.parent / "times.jsonl"
+    with timed("train_segmenter", timing) as rec:
+        result = train(cfg)
+        rec.update(steps=result["steps"], where=hardware(result["device"]))
+    model = result["model"]
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    with timed("eval_segmenter", timing) as rec:
+        metrics = evaluate(model, val_samples(cfg.val, cfg.workers), result["device"])
+        rec.update(metrics)
+    report = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+              "steps": result["steps"], "params": result["params"], "overrides": SEGMENTER_OVERRIDES,
+              "where": hardware(result["device"]), **metrics, "log": result["log"]}
+    write_json(out / "train_report.json", report)
+    print(json.dumps({k: v for k, v in report.items() if k.startswith("val_")}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
