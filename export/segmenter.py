@@ -11,6 +11,7 @@ exported with `torch.onnx.export(..., dynamo=True)`:
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,7 @@ def export_segmenter(
     out_dir: str | Path,
     precision: str = "fp32",
     decoder_precision: str | None = None,
+    fp32_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write `out_dir/encoder.onnx` and `out_dir/decoder.onnx` and return the component
     metadata for the manifest (precisions, preprocessing constants, I/O names, model summary).
@@ -190,6 +192,8 @@ def export_segmenter(
     precision: "fp32" | "fp16" | "int8" for the encoder. decoder_precision defaults to the
     same, except for "int8", where the decoder stays fp32: it is ~4M weights and a few
     milliseconds, and int8 costs it more agreement than it saves (see `quantize_segmenter`).
+    fp32_dir: an earlier fp32 export of the same model to convert from instead of exporting
+    again (e.g. the fp32 graphs kept for TensorRT).
     """
     from .quantize_segmenter import to_fp16, to_int8
 
@@ -206,13 +210,22 @@ def export_segmenter(
     details: dict[str, Any] = {}
     for name, (filename, prec) in targets.items():
         final = out_dir / filename
+        source = Path(fp32_dir) / filename if fp32_dir is not None else None
+        if source is not None and not source.is_file():
+            raise FileNotFoundError(f"fp32_dir has no {filename}: {source}")
         if prec == "fp32":
-            exporters[name](model, final)
+            if source is None:
+                exporters[name](model, final)
+            elif source.resolve() != final.resolve():
+                for suffix in ("", ".data"):
+                    if source.with_name(source.name + suffix).is_file():
+                        shutil.copyfile(source.with_name(source.name + suffix), final.with_name(final.name + suffix))
             continue
-        fp32 = exporters[name](model, out_dir / f".{name}.fp32.onnx")
+        fp32 = source if source is not None else exporters[name](model, out_dir / f".{name}.fp32.onnx")
         details[name] = to_fp16(fp32, final) if prec == "fp16" else to_int8(fp32, final)
-        for tmp in (fp32, fp32.with_name(fp32.name + ".data")):
-            tmp.unlink(missing_ok=True)
+        if source is None:
+            for tmp in (fp32, fp32.with_name(fp32.name + ".data")):
+                tmp.unlink(missing_ok=True)
     meta = io.default_meta()
     meta.update(
         precision={"encoder": precision, "decoder": decoder_precision},

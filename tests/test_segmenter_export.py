@@ -150,6 +150,32 @@ def test_external_data_for_large_graphs(monkeypatch):
     np.testing.assert_array_equal(external[0], inline[0])
 
 
+def test_export_without_fp32_dir_converts_and_cleans_up(monkeypatch):
+    """The export-then-convert path: temp fp32 graphs are written, converted and removed.
+    (The exporters are replaced by copies of the fp32 export to keep the test fast.)"""
+    import shutil as sh
+
+    folder, _ = exported("fp32")
+    written = []
+
+    def fake_export(filename):
+        def export(model, path):
+            written.append(path.name)
+            sh.copyfile(folder / filename, path)
+            return path
+
+        return export
+
+    monkeypatch.setattr(export_mod, "export_segmenter_encoder", fake_export(io.ENCODER_FILE))
+    monkeypatch.setattr(export_mod, "export_segmenter_decoder", fake_export(io.DECODER_FILE))
+    out = scratch("int8-direct")
+    meta = export_mod.export_segmenter(torch_segmenter().model, out, precision="int8")
+    assert written == [".encoder.fp32.onnx", "decoder.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["decoder.onnx", "encoder.onnx"]
+    assert meta["precision"] == {"encoder": "int8", "decoder": "fp32"}
+    assert _ops(out / io.ENCODER_FILE) == _ops(exported("int8")[0] / io.ENCODER_FILE)
+
+
 def test_bad_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be one of"):
         export_mod.export_segmenter(torch_segmenter().model, scratch("bad"), precision="int4")

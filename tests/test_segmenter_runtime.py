@@ -110,6 +110,7 @@ def test_protocol_shapes_and_encode_once_decode_many():
         ([50, 90, 260, 90], [[60, 90], [250, 90]]),  # zero height
         ([80, 80, 80, 80], [[80, 80], [80, 80]]),  # a point-sized box
         ([250, 180, 40, 20], [[100, 100], [150, 120]]),  # corners swapped: reordered
+        ([30, 40, 200, 150], []),  # box only (transformers' input_boxes path, no points)
     ],
 )
 def test_edge_case_prompts_match_pytorch(box, points):

@@ -1,0 +1,220 @@
+"""SAM2 encode/decode latency: PyTorch eager vs ONNX Runtime fp32 / int8 / fp16, side by side.
+
+No download: `tiny` is the test checkpoint; `hiera-t` / `hiera-l` are the sam2.1-hiera-tiny /
+-large architectures from their public config values (transformers' convert_sam2_to_hf.py)
+with random weights. Latency does not depend on the weight values; the "IoU vs torch"
+column does (random weights give noisier masks than trained ones), so read it as a sanity
+check and the parity tests / `export.verify_segmenter` as the measurement.
+
+    python bench/segmenter.py --configs tiny,hiera-t,hiera-l --repeats 3
+
+Per config: export once (fp32 graphs; int8 and fp16 derived from them), then time
+`encode(image)` and `decode(embedding, box, points)` end to end (numpy preprocessing and
+mask upsampling included: both back ends share them), round-robin across back ends so that
+machine noise hits them alike. Prints a markdown table with medians and ratios to torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: sam2.1 Hiera backbones (transformers' convert_sam2_to_hf.get_config); prompt encoder and
+#: mask decoder use the Sam2Config defaults (hidden 256) for all of them.
+HIERA = {
+    "hiera-t": {},  # Sam2HieraDetConfig defaults are hiera-tiny
+    "hiera-s": {"blocks_per_stage": [1, 2, 11, 2], "global_attention_blocks": [7, 10, 13]},
+    "hiera-b+": {
+        "hidden_size": 112,
+        "embed_dim_per_stage": [112, 224, 448, 896],
+        "num_attention_heads_per_stage": [2, 4, 8, 16],
+        "blocks_per_stage": [2, 3, 16, 3],
+        "global_attention_blocks": [12, 16, 20],
+        "window_positional_embedding_background_size": [14, 14],
+    },
+    "hiera-l": {
+        "hidden_size": 144,
+        "embed_dim_per_stage": [144, 288, 576, 1152],
+        "num_attention_heads_per_stage": [2, 4, 8, 16],
+        "blocks_per_stage": [2, 6, 36, 4],
+        "global_attention_blocks": [23, 33, 43],
+        "window_positional_embedding_background_size": [7, 7],
+        "window_size_per_stage": [8, 4, 16, 8],
+    },
+}
+
+
+def build_model(name: str) -> Any:
+    import torch
+    from transformers import Sam2Config, Sam2HieraDetConfig, Sam2Model, Sam2VisionConfig
+
+    if name == "tiny":
+        from segzero_edge.testing import cached_tiny_models
+
+        return Sam2Model.from_pretrained(cached_tiny_models(seed=0).segmenter).eval()
+    if name not in HIERA:
+        raise SystemExit(f"unknown config {name!r}; choose from tiny, {', '.join(HIERA)}")
+    backbone = Sam2HieraDetConfig(**HIERA[name])
+    channels = list(reversed(backbone.embed_dim_per_stage))
+    config = Sam2Config(vision_config=Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=channels))
+    torch.manual_seed(0)
+    return Sam2Model(config).eval()
+
+
+def export_all(model: Any, out: Path, precisions: list[str]) -> dict[str, Path]:
+    from segzero_edge.export.quantize_segmenter import to_fp16, to_int8
+    from segzero_edge.export.segmenter import export_segmenter_decoder, export_segmenter_encoder
+    from segzero_edge.runtime import segmenter_io as io
+
+    fp32 = out / "fp32"
+    export_segmenter_encoder(model, fp32 / io.ENCODER_FILE)
+    export_segmenter_decoder(model, fp32 / io.DECODER_FILE)
+    dirs = {"fp32": fp32}
+    for precision in precisions:
+        if precision == "fp32":
+            continue
+        target = out / precision
+        convert = to_int8 if precision == "int8" else to_fp16
+        convert(fp32 / io.ENCODER_FILE, target / io.ENCODER_FILE)
+        # int8 keeps the fp32 decoder, as export_segmenter does; also time the int8 decoder.
+        convert(fp32 / io.DECODER_FILE, target / io.DECODER_FILE)
+        dirs[precision] = target
+    return dirs
+
+
+def _mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6
+
+
+def _time(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return (time.perf_counter() - start) * 1000.0, out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    from segzero_edge.models.segmenter import TorchSegmenter
+    from segzero_edge.runtime import segmenter_io as io
+    from segzero_edge.runtime.segmenter import OrtSegmenter
+
+    t0 = time.perf_counter()
+    model = build_model(name)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    with tempfile.TemporaryDirectory(prefix=f"bench-sam2-{name}-") as tmp:
+        dirs = export_all(model, Path(tmp), args.precisions)
+        export_s = time.perf_counter() - t0
+        backends: dict[str, Any] = {"torch eager": TorchSegmenter(model)}
+        mixed = {}
+        for precision, folder in dirs.items():
+            encoder, decoder = folder / io.ENCODER_FILE, folder / io.DECODER_FILE
+            fp32_decoder = dirs["fp32"] / io.DECODER_FILE
+            if precision == "int8":
+                backends["ort int8 (dec fp32)"] = OrtSegmenter(encoder, fp32_decoder, threads=args.threads)
+                backends["ort int8 (dec int8)"] = OrtSegmenter(encoder, decoder, threads=args.threads)
+            else:
+                backends[f"ort {precision}"] = OrtSegmenter(encoder, decoder, threads=args.threads)
+            mixed[precision] = (_mb(encoder), _mb(decoder))
+        rng = np.random.default_rng(0)
+        height, width = args.image
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        box = [width // 5, height // 5, 4 * width // 5, 4 * height // 5]
+        points = [[width // 3, height // 2], [2 * width // 3, height // 2]]
+        enc_ms: dict[str, list[float]] = {k: [] for k in backends}
+        dec_ms: dict[str, list[float]] = {k: [] for k in backends}
+        outputs: dict[str, Any] = {}
+        for _ in range(args.warmup):
+            for key, seg in backends.items():
+                outputs[key] = seg.decode(seg.encode(image), box, points)
+        for _ in range(args.repeats):  # round-robin: drift on a shared machine hits all back ends alike
+            for key, seg in backends.items():
+                ms, embedding = _time(lambda seg=seg: seg.encode(image))
+                enc_ms[key].append(ms)
+                for _ in range(args.decode_repeats):
+                    ms, outputs[key] = _time(lambda seg=seg, e=embedding: seg.decode(e, box, points))
+                    dec_ms[key].append(ms)
+        ref_masks, ref_scores = outputs["torch eager"]
+        ref_best = int(np.argmax(ref_scores))
+        enc_ref, dec_ref = statistics.median(enc_ms["torch eager"]), statistics.median(dec_ms["torch eager"])
+        for key in backends:
+            masks, scores = outputs[key]
+            best = int(np.argmax(scores))
+            precision = None if key == "torch eager" else key.split()[1]
+            sizes = mixed.get(precision, (None, None)) if precision else (None, None)
+            if key == "ort int8 (dec fp32)":
+                sizes = (sizes[0], mixed["fp32"][1])
+            enc, dec = statistics.median(enc_ms[key]), statistics.median(dec_ms[key])
+            rows.append(
+                {
+                    "config": f"{name} ({params:.1f}M)",
+                    "backend": key,
+                    "encode_ms": enc,
+                    "decode_ms": dec,
+                    "encode_x": enc_ref / enc,
+                    "decode_x": dec_ref / dec,
+                    "iou": _iou(masks[best], ref_masks[ref_best]),
+                    "same": best == ref_best,
+                    "enc_mb": sizes[0],
+                    "dec_mb": sizes[1],
+                }
+            )
+        print(f"[{name}] export+convert {export_s:.0f}s, timing {time.perf_counter() - t0 - export_s:.0f}s", flush=True)
+        del backends, model
+        gc.collect()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="tiny,hiera-t", help="comma list: tiny, hiera-t, hiera-s, hiera-b+, hiera-l")
+    parser.add_argument("--precisions", default="fp32,int8,fp16", help="comma list of ONNX precisions to time")
+    parser.add_argument("--repeats", type=int, default=5, help="timed encodes per back end")
+    parser.add_argument("--decode-repeats", type=int, default=5, help="timed decodes per encode")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed encode+decode per back end first")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    parser.add_argument("--image", type=int, nargs=2, default=(480, 640), metavar=("H", "W"), help="image size")
+    args = parser.parse_args(argv)
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if "fp32" not in args.precisions:
+        args.precisions.insert(0, "fp32")
+    if args.repeats < 1 or args.decode_repeats < 1:
+        parser.error("--repeats and --decode-repeats must be >= 1")
+
+    import os
+
+    import torch
+
+    print(
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), cpu count {os.cpu_count()}, "
+        f"image {args.image[0]}x{args.image[1]}, repeats {args.repeats} encode / {args.repeats * args.decode_repeats} decode",
+        flush=True,
+    )
+    rows: list[dict[str, Any]] = []
+    for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
+        bench_config(name, args, rows)
+    print()
+    print("| config | backend | encode ms | decode ms | encode × torch | decode × torch | best-mask IoU vs torch | same mask | encoder MB | decoder MB |")
+    print("|---|---|---:|---:|---:|---:|---:|:-:|---:|---:|")
+    for r in rows:
+        enc_mb = f"{r['enc_mb']:.1f}" if r["enc_mb"] is not None else "—"
+        dec_mb = f"{r['dec_mb']:.1f}" if r["dec_mb"] is not None else "—"
+        print(
+            f"| {r['config']} | {r['backend']} | {r['encode_ms']:.1f} | {r['decode_ms']:.2f} | {r['encode_x']:.2f} | "
+            f"{r['decode_x']:.2f} | {r['iou']:.4f} | {'yes' if r['same'] else 'no'} | {enc_mb} | {dec_mb} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
