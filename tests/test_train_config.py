@@ -159,5 +159,5 @@ def test_lora_targets_the_language_model_only():
     q = quantization_config(c)
     assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_use_double_quant
     assert str(q.bnb_4bit_compute_dtype) == "torch.bfloat16"
-    assert q.llm_int8_skip_modules == ["visual", "lm_head"]
+    assert q.llm_int8_skip_modules == [r"(?:.*\.)?visual", r"(?:.*\.)?lm_head"]
     assert quantization_config(dataclasses.replace(c, quantization="none")) is None

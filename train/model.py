@@ -66,8 +66,18 @@ def quantization_config(config: TrainConfig) -> BitsAndBytesConfig | None:
         bnb_4bit_compute_dtype=torch_dtype(config.compute_dtype),
         # The vision tower stays in bf16 (it is small, frozen, and 4-bit hurts its features);
         # lm_head stays too: TRL computes log-probs from its weight directly.
-        llm_int8_skip_modules=list(config.quant_skip_modules),
+        llm_int8_skip_modules=skip_patterns(config.quant_skip_modules),
     )
+
+
+def skip_patterns(modules: list[str]) -> list[str]:
+    """Module names → patterns transformers' quantizer skips at any depth.
+
+    transformers 5 matches skip entries from the start of the full module name or as a suffix,
+    so a bare "visual" no longer skips `model.visual.blocks.0.attn.qkv` (it did in 4.x, by
+    substring): the vision tower would silently be quantised. `(?:.*\.)?visual` matches it.
+    """
+    return [rf"(?:.*\.)?{re.escape(m)}" for m in modules]
 
 
 def lora_target_regex(config: TrainConfig) -> str:
