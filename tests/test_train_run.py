@@ -350,3 +350,40 @@ def test_merge_then_export(tmp_path, tiny_models):
         == 0
     )
     assert (engines / "manifest.json").is_file()
+
+
+def test_training_prompt_is_the_inference_prompt(tiny_models):
+    """What GRPOTrainer tokenizes (our row + TRL's image insertion) is exactly the Seg-Zero
+    prompt that inference builds with `segzero_edge.prompts.chat_messages`."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    from segzero_edge.prompts import SYSTEM_PROMPT, chat_messages
+    from segzero_edge.train.data import prepare_dataset, synthetic_mask_dataset
+    from segzero_edge.train.model import load_processor
+
+    rows, _ = prepare_dataset(synthetic_mask_dataset(1, seed=4), image_size=112, system_prompt=SYSTEM_PROMPT)
+    row = rows[0]
+    processor = load_processor(str(tiny_models.reasoner))
+    kwargs = {"add_generation_prompt": True, "tokenize": True, "return_dict": True, "return_tensors": "pt"}
+    trained = processor.apply_chat_template([prepare_multimodal_messages(row["prompt"], images=[row["image"]])], **kwargs)
+    served = processor.apply_chat_template([chat_messages(row["query"], row["image"])], **kwargs)
+    assert torch.equal(trained["input_ids"], served["input_ids"])
+    assert torch.equal(trained["pixel_values"], served["pixel_values"])
+    assert processor.image_token_id in trained["input_ids"][0].tolist()
+
+
+def test_metrics_rows_past_the_resumed_checkpoint_are_dropped(tmp_path):
+    """A run killed hard (no signal handler) after step 5 with its last checkpoint at step 4:
+    on resume, row 5 goes, so that the file describes one consistent run."""
+    from segzero_edge.train.callbacks import MetricsCsvCallback, metric_columns
+
+    columns = metric_columns(["think_format"])
+    with (tmp_path / "metrics.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({"step": s, "reward": s / 10} for s in range(1, 6))
+    args, state = SimpleNamespace(should_save=True), SimpleNamespace(global_step=4)
+    MetricsCsvCallback(tmp_path, ["think_format"]).on_train_begin(args, state, None)
+    assert [r["step"] for r in metrics(tmp_path)] == ["1", "2", "3", "4"]
+    with pytest.raises(ValueError, match="reward list changed"):
+        MetricsCsvCallback(tmp_path, ["bbox_iou"]).on_train_begin(args, state, None)
