@@ -355,11 +355,11 @@ def test_merge_then_export(tmp_path, tiny_models):
 def test_training_prompt_is_the_inference_prompt(tiny_models):
     """What GRPOTrainer tokenizes (our row + TRL's image insertion) is exactly the Seg-Zero
     prompt that inference builds with `segzero_edge.prompts.chat_messages`."""
+    from segzero_edge.train.data import prepare_dataset, synthetic_mask_dataset
+    from segzero_edge.train.model import load_processor
     from trl.data_utils import prepare_multimodal_messages
 
     from segzero_edge.prompts import SYSTEM_PROMPT, chat_messages
-    from segzero_edge.train.data import prepare_dataset, synthetic_mask_dataset
-    from segzero_edge.train.model import load_processor
 
     rows, _ = prepare_dataset(synthetic_mask_dataset(1, seed=4), image_size=112, system_prompt=SYSTEM_PROMPT)
     row = rows[0]
