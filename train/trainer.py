@@ -9,7 +9,10 @@ backend that works here, because it is the only one that does:
   into vLLM every step; TRL syncs by merging adapters into the base weights, which is not
   possible into NF4 tensors without dequantising the whole model on each sync, and vLLM's
   own memory pool competes with training on one 24 GB card. A separate vLLM server needs a
-  second GPU. Both remain open to users with more hardware (see accelerate_ddp.yaml).
+  second GPU; this project does not wire TRL's `use_vllm` options in.
+Measured consequence (bench/results/train_memory.md): decoding with NF4 + LoRA layers is
+bound by host-side work per token, nearly independent of the batch, so more prompts per step
+(`prompts_per_step`) raise rollout throughput almost for free until memory runs out.
 """
 
 from __future__ import annotations
