@@ -17,6 +17,19 @@ from . import CliError
 ACTIONS = ("merge", "plot")
 
 
+def _config_keys() -> str:
+    """One line per TrainConfig field: the key=value overrides and YAML keys (torch-free import)."""
+    import dataclasses
+
+    from segzero_edge.train.config import TrainConfig
+
+    lines = ["config keys (YAML or key=value):"]
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        lines.append(f"  {f.name} = {default!r}: {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train",
@@ -25,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train/configs/*.yaml). Merge: `train merge --run RUN --out DIR` writes base + adapter as a plain "
         "Hugging Face dir for `segzero-edge export`. Plot: `train plot RUN` writes RUN/metrics.png.",
         epilog="SIGTERM/SIGINT save a checkpoint after the current step and exit 143/130; "
-        "continue with the same command plus --resume.",
+        "continue with the same command plus --resume.\n\n" + _config_keys(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "items",
