@@ -63,9 +63,12 @@ class SegConfig:
     scene_seed: int = field(default=7, metadata={"help": "synthetic base seed of the training scenes (train range)"})
     val: int = field(default=300, metadata={"help": "val-split queries to evaluate on (base seed 0, as the data)"})
     workers: int = field(default=6, metadata={"help": "scene-rendering worker processes"})
+    multimask: str = field(default="min", metadata={"help": "min: best-of-3 loss (SAM); mean: all 3 outputs"})
     device: str = field(default="auto", metadata={"help": "auto, cuda or cpu"})
 
     def __post_init__(self) -> None:
+        if self.multimask not in ("min", "mean"):
+            raise ValueError(f"multimask must be min or mean, got {self.multimask!r}")
         if self.images_per_step < 1 or self.objects_per_image < 1:
             raise ValueError("images_per_step and objects_per_image must be >= 1")
         if not (0 <= self.box_only <= 1 and 0 <= self.jitter <= 1):
@@ -168,27 +171,35 @@ def forward(model, pix, boxes, points, h: int, w: int):
     return out.pred_masks, out.iou_scores, out.object_score_logits
 
 
-def losses(logits, iou_pred, obj, masks):
-    """Best-of-3 BCE + dice, IoU-head MSE, object-score BCE. masks: bool [B,N,H,W]."""
+def soft_targets(masks, size: int = 256):
+    """bool masks [B,N,H,W] → area-downsampled float targets [B,N,size,size] (the low-res grid)."""
+    import torch.nn.functional as F
+
+    b, n = masks.shape[:2]
+    return F.interpolate(masks.float().flatten(0, 1)[:, None], size=(size, size), mode="area").view(b, n, size, size)
+
+
+def losses(logits, iou_pred, obj, target, multimask: str = "min"):
+    """BCE + dice per output mask against the soft target [B,N,256,256]; `min`: only the best of
+    the 3 outputs learns (SAM's ambiguity training), `mean`: all 3 learn the (unambiguous) target.
+    Plus IoU-head MSE to each output's real IoU and object-score BCE towards "present"."""
     import torch
     import torch.nn.functional as F
 
     logits = logits.float()
-    b, n, _k = logits.shape[:3]
-    target = F.interpolate(masks.float().flatten(0, 1)[:, None], size=logits.shape[-2:], mode="area")
-    target = target.view(b, n, 1, *logits.shape[-2:]).expand_as(logits)
+    target = target[:, :, None].expand_as(logits)
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean((-1, -2))
     prob = logits.sigmoid()
     inter = (prob * target).sum((-1, -2))
     dice = 1 - (2 * inter + 1) / (prob.sum((-1, -2)) + target.sum((-1, -2)) + 1)
     per_mask = bce + dice  # [B,N,3]
-    best = per_mask.min(-1).values.mean()
+    mask_loss = per_mask.min(-1).values.mean() if multimask == "min" else per_mask.mean()
     with torch.no_grad():
         hard, gt = logits > 0, target > 0.5
         real_iou = (hard & gt).sum((-1, -2)).float() / (hard | gt).sum((-1, -2)).clamp(min=1).float()
     iou_loss = F.mse_loss(iou_pred.float(), real_iou)
     obj_loss = F.binary_cross_entropy_with_logits(obj.float(), torch.ones_like(obj.float()))
-    return best + iou_loss + 0.1 * obj_loss, {"mask": best.item(), "iou_mse": iou_loss.item()}
+    return mask_loss + iou_loss + 0.1 * obj_loss, {"mask": mask_loss.item(), "iou_mse": iou_loss.item()}
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -275,7 +286,7 @@ def train(cfg: SegConfig) -> dict[str, Any]:
         points = None if box_only else batch["points"].to(device)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             logits, iou, obj = forward(model, pix, boxes, points, h, w)
-        loss, parts = losses(logits, iou, obj, batch["masks"].to(device))
+        loss, parts = losses(logits, iou, obj, soft_targets(batch["masks"].to(device)), cfg.multimask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
