@@ -20,9 +20,12 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int4")
-#: Kept in float32 in fp16 graphs: softmax and RMSNorm statistics (squares overflow fp16).
-FP16_KEEP_FP32_OPS: tuple[str, ...] = ("Softmax", "Pow", "ReduceMean", "Sqrt", "Reciprocal")
+#: Kept in float32 in fp16 graphs: softmax and the RMSNorm chain (squares overflow fp16);
+#: the decoder's only float Div is RMSNorm's x / sqrt(mean(x²) + eps).
+FP16_KEEP_FP32_OPS: tuple[str, ...] = ("Softmax", "Pow", "ReduceMean", "Sqrt", "Div")
 _EXTERNAL_LIMIT = int(1.8 * 2**30)
 
 
@@ -84,16 +87,18 @@ def quantize_int4(
     level = quant_logger.level
     quant_logger.setLevel(logging.WARNING)  # it logs every node at INFO
     try:
-        quantizer = MatMulNBitsQuantizer(
-            model,
-            bits=4,
-            block_size=block_size,
-            is_symmetric=symmetric,
-            accuracy_level=accuracy_level or None,
-            op_types_to_quantize=tuple(op_types),
-            quant_axes=(("MatMul", 0), ("Gather", 1)),
-        )
-        quantizer.process()
+        # the quantizer divides by a zero scale for all-equal blocks, then masks the result
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quantizer = MatMulNBitsQuantizer(
+                model,
+                bits=4,
+                block_size=block_size,
+                is_symmetric=symmetric,
+                accuracy_level=accuracy_level or None,
+                op_types_to_quantize=tuple(op_types),
+                quant_axes=(("MatMul", 0), ("Gather", 1)),
+            )
+            quantizer.process()
     finally:
         quant_logger.setLevel(level)
     return save_onnx(quantizer.model.model, dst)
@@ -116,18 +121,24 @@ def quantize_int8(
     if not src.is_file():
         raise FileNotFoundError(f"ONNX file not found: {src}")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="q8-", dir=dst.parent) as tmp:
-        out = Path(tmp) / "q8.onnx"
-        quantize_dynamic(
-            str(src),
-            str(out),
-            op_types_to_quantize=list(op_types),
-            per_channel=per_channel,
-            weight_type=QuantType.QInt8,
-            use_external_data_format=True,
-            extra_options={"MatMulConstBOnly": True},
-        )
-        model = onnx.load(str(out))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic warns to run pre-processing; MatMul/Gather need none
+    try:
+        with tempfile.TemporaryDirectory(prefix="q8-", dir=dst.parent) as tmp:
+            out = Path(tmp) / "q8.onnx"
+            quantize_dynamic(
+                str(src),
+                str(out),
+                op_types_to_quantize=list(op_types),
+                per_channel=per_channel,
+                weight_type=QuantType.QInt8,
+                use_external_data_format=True,
+                extra_options={"MatMulConstBOnly": True},
+            )
+            model = onnx.load(str(out))
+    finally:
+        root.setLevel(level)
     return save_onnx(model, dst)
 
 

@@ -3,9 +3,10 @@
 Cache: per layer, preallocated [B, kv_heads, capacity, head_dim] key and value buffers. Each
 step passes the buffers whole as `past_key_values.*` (zero-copy: ORT reads numpy memory on
 CPU) with attention_mask 0 on unwritten slots, then writes the step's `new_key_values.*` into
-the next slots in place. Capacity grows in `chunk`-token steps, so a step reads at most
-`chunk` masked slots more than it needs and the cache is copied only when it grows (amortised
-O(1) per token, never the O(length) per step of a concat-based cache).
+the next slots in place. Capacity grows in `chunk`-token steps, so a step reads fewer than
+`chunk` masked slots more than it needs, and the cache is copied only when it grows (every
+`chunk` tokens, a few % of the weight traffic), never the O(length) per step of a
+concat-based cache.
 
 Logits processing follows transformers' generate exactly, in its order: repetition penalty
 over the prompt and generated ids, then temperature, then top-p; greedy is argmax (first index
@@ -145,10 +146,10 @@ class KVCache:
         self.mask = mask
 
     def append(self, new: list[np.ndarray]) -> None:
-        """Write one step's new keys/values ([B, kv, S, hd] each, in `names` order) in place."""
+        """Write one step's new keys/values ([B, kv, S, hd] each, in `names` order) in place,
+        growing the buffers first when they are full."""
         s = new[0].shape[2]
-        if self.length + s > self.capacity:
-            raise RuntimeError(f"cache overflow: {self.length}+{s} > {self.capacity}; call reserve() first")
+        self.reserve(s)
         for buf, values in zip(self.buffers, new):
             buf[:, :, self.length : self.length + s] = values
         self.mask[:, self.length : self.length + s] = 1
@@ -194,9 +195,12 @@ class TextDecoder:
 
     def forward(self, cache: KVCache, inputs_embeds: np.ndarray, position_ids: np.ndarray) -> np.ndarray:
         """One decoder step: inputs_embeds [B, S, H], position_ids [3, B, S] -> last-position
-        logits [B, V] float32; the S new keys/values are appended to `cache`."""
+        logits [B, V] float32; the S new keys/values are appended to `cache`.
+
+        The step reads the cache as it is (the new tokens are attended in their own block), so
+        a prefill over an empty cache reads only its `chunk` masked slots; the cache grows after.
+        """
         s = inputs_embeds.shape[1]
-        cache.reserve(s)
         feeds = dict(zip(cache.names, cache.buffers))
         feeds[io.INPUTS_EMBEDS] = np.ascontiguousarray(inputs_embeds, dtype=self.dtype)
         feeds[io.ATTENTION_MASK] = np.concatenate([cache.mask, np.ones((cache.batch, s), np.int64)], axis=1)
@@ -229,7 +233,7 @@ class TextDecoder:
         start = time.perf_counter() if prefill_start is None else prefill_start
         rng = None if config.greedy else np.random.default_rng(config.seed)
         s = inputs_embeds.shape[1]
-        cache = self.new_cache(s + min(config.max_new_tokens, 4 * self.chunk))
+        cache = self.new_cache(self.chunk)
         seen = np.empty(s + config.max_new_tokens, np.int64)
         seen[:s] = prompt_ids
         logits = self.forward(cache, inputs_embeds, position_ids)[0]
@@ -258,7 +262,7 @@ class TextDecoder:
         """Logits [len(ids), V] float32: row n is what the model predicts for ids[n] after the
         prompt and ids[:n] (the reference tokens are fed, whatever the model would have picked)."""
         s = inputs_embeds.shape[1]
-        cache = self.new_cache(s + len(ids))
+        cache = self.new_cache(self.chunk)
         rows = [self.forward(cache, inputs_embeds, position_ids)[0]]
         for n, token in enumerate(list(ids)[:-1]):
             embeds = self.embed(np.array([[int(token)]], np.int64))

@@ -76,8 +76,8 @@ def test_int4_graphs_hold_matmulnbits_and_block_quantized_gather(int4_engine):
     assert "MatMulNBits" in decoder_ops
     assert "GatherBlockQuantized" in embed_ops and "Gather" not in embed_ops
     nbits = [n for n in onnx.load(str(out / "decoder.onnx")).graph.node if n.op_type == "MatMulNBits"]
-    # every Linear: 7 per layer x 2 layers + lm_head
-    assert len(nbits) == 15
+    # every Linear, with q/k/v and gate/up fused: (qkv, o, gate_up, down) x 2 layers + lm_head
+    assert len(nbits) == 9
     attrs = {a.name: a.i for a in nbits[0].attribute}
     assert attrs["block_size"] == 32 and attrs["bits"] == 4 and attrs["accuracy_level"] == 4
 
@@ -178,18 +178,15 @@ def test_configure_and_errors(int4_engine, runtime, encoded, tmp_path):
 
 def test_kv_cache_grows_in_chunks_and_keeps_content():
     cache = KVCache(2, 2, 4, capacity=8, chunk=8)
-    first = [np.full((1, 2, 5, 4), i, np.float32) for i in range(4)]
-    cache.reserve(5)
-    cache.append(first)
+    cache.append([np.full((1, 2, 5, 4), i, np.float32) for i in range(4)])
     assert cache.capacity == 8 and cache.length == 5
-    cache.reserve(6)  # 11 > 8: grow to 16
-    assert cache.capacity == 16
-    cache.append([np.full((1, 2, 6, 4), 10 + i, np.float32) for i in range(4)])
+    cache.append([np.full((1, 2, 6, 4), 10 + i, np.float32) for i in range(4)])  # 11 > 8: grows to 16
+    assert cache.capacity == 16 and cache.length == 11
     assert cache.mask.tolist() == [[1] * 11 + [0] * 5]
     assert (cache.buffers[1][:, :, :5] == 1).all() and (cache.buffers[1][:, :, 5:11] == 11).all()
     assert (cache.buffers[1][:, :, 11:] == 0).all()
-    with pytest.raises(RuntimeError, match="overflow"):
-        cache.append([np.zeros((1, 2, 6, 4), np.float32)] * 4)
+    cache.reserve(40)
+    assert cache.capacity == 56 and cache.length == 11 and (cache.buffers[3][:, :, 5:11] == 13).all()
 
 
 def test_logits_processing_matches_transformers():
