@@ -89,6 +89,38 @@ def measure_bandwidth(threads: int, mb: int = 512, repeats: int = 5) -> float:
     return 2 * src.nbytes / statistics.median(times[1:]) / 1e9
 
 
+def measure_gemv_bandwidth(threads: int, mb: int = 512, repeats: int = 5) -> float:
+    """Read bandwidth in GB/s of onnxruntime's own fp32 GEMV (x[1, K] @ W[K, N], W of `mb` MB):
+    what a weight-streaming kernel reaches on this machine with `threads` threads."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    k = 4096
+    n = mb * 2**20 // (4 * k)
+    weight = np.random.default_rng(0).standard_normal((k, n), dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "gemv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor("W", TensorProto.FLOAT, [k, n], weight.tobytes(), raw=True)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    del weight
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x = np.ones((1, k), np.float32)
+    session.run(None, {"x": x})
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, {"x": x})
+        times.append(time.perf_counter() - start)
+    return 4 * k * n / statistics.median(times) / 1e9
+
+
 def onnx_weight_bytes(path: Path) -> int:
     import onnx
 
@@ -243,11 +275,12 @@ def setup_model(name: str, args, work: Path) -> tuple[list[Row], int]:
     return rows, kv
 
 
-def bench(rows: list[Row], args, bandwidths: list[float]) -> None:
+def bench(rows: list[Row], args, bandwidths: list[float], gemv: list[float]) -> None:
     for row in rows:  # warm-up: session arenas, torch kernels
         row.run(4)
     for i in range(args.repeats):
         bandwidths.append(measure_bandwidth(args.threads))
+        gemv.append(measure_gemv_bandwidth(args.threads))
         for row in rows:
             print(f"  run {i + 1}/{args.repeats}: {row.model} {row.backend}", file=sys.stderr)
             prefill, decode, ids = row.run()
@@ -259,17 +292,19 @@ def bench(rows: list[Row], args, bandwidths: list[float]) -> None:
 def table(rows: list[Row], bandwidth: float, kv_bytes: dict[str, int]) -> str:
     lines = [
         "| model | back end | prefill ms | decode tok/s | ms/token | decode vs transformers | "
-        "weights MB/token | roofline ms/token | roofline share | greedy tokens = transformers |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "weights MB/token | read GB/s | roofline ms/token | roofline share | greedy tokens = transformers |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     base = {r.model: r for r in rows if r.backend.startswith("transformers")}
     for r in rows:
         ref = base[r.model]
-        roof_ms = (r.weight_bytes + kv_bytes[r.model]) / (bandwidth * 1e9) * 1e3
+        read = r.weight_bytes + kv_bytes[r.model]
+        roof_ms = read / (bandwidth * 1e9) * 1e3
         same = sum(a == b for a, b in zip(r.ids, ref.ids))
         lines.append(
             f"| {r.model} | {r.backend} | {statistics.median(r.prefill_ms):.1f} | {r.tok_s:.1f} | "
-            f"{r.ms_per_token:.2f} | {r.tok_s / ref.tok_s:.2f}× | {r.weight_bytes / 1e6:.1f} | {roof_ms:.2f} | "
+            f"{r.ms_per_token:.2f} | {r.tok_s / ref.tok_s:.2f}× | {r.weight_bytes / 1e6:.1f} | "
+            f"{read / r.ms_per_token / 1e6:.1f} | {roof_ms:.2f} | "
             f"{roof_ms / r.ms_per_token:.0%} | {same}/{len(ref.ids)} |"
         )
     return "\n".join(lines)
@@ -292,10 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     args.block_sizes = [int(b) for b in args.block_sizes.split(",") if b]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-reasoner-"))
     load_before = os.getloadavg()
-    rows, kv, bandwidths = [], {}, []
+    rows, kv, bandwidths, gemv = [], {}, [], []
     for name in [m for m in args.models.split(",") if m]:
         model_rows, kv[name] = setup_model(name, args, work)
-        bench(model_rows, args, bandwidths)
+        bench(model_rows, args, bandwidths, gemv)
         rows += model_rows
         for r in model_rows:
             r.run = None  # free the sessions and models before the next model
@@ -304,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} threads, read+write): median {bandwidth:.1f} GB/s over {len(bandwidths)} measurements "
           f"(min {min(bandwidths):.1f}, max {max(bandwidths):.1f}); load average "
           f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (cores: {os.cpu_count()})")
+    print(f"streaming read of onnxruntime's fp32 GEMV (512 MB weight, {args.threads} threads): median "
+          f"{statistics.median(gemv):.1f} GB/s (min {min(gemv):.1f}, max {max(gemv):.1f}); the roofline share "
+          f"uses the copy figure; 'read GB/s' = (weights + KV) bytes per token / ms per token")
     print(table(rows, bandwidth, kv))
     print("KV cache read per decode step at the mean context (fp32, in the roofline): "
           + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in kv.items()))

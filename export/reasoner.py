@@ -141,9 +141,13 @@ def export_reasoner(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, processor, eos_ids, pad_id, rep_penalty, source = _load(model_or_dir, processor)
-    if next(model.parameters()).dtype != torch.float32:
-        model = model.float()  # export from float32; lower precisions are ONNX conversions
-    model = model.to("cpu").eval()
+    if next(model.parameters()).dtype != torch.float32 or next(model.parameters()).device.type != "cpu":
+        raise ValueError(
+            f"export from float32 weights on the CPU (got {next(model.parameters()).dtype} on "
+            f"{next(model.parameters()).device}): load with TorchReasoner.from_pretrained(..., dtype='float32') and "
+            "pick the precision here; fp16/int8/int4 are conversions of the float32 graphs"
+        )
+    model = model.eval()
     steps = tqdm(total=4, desc=f"export reasoner ({precision})", disable=not progress)
     with tempfile.TemporaryDirectory(prefix="reasoner-fp32-", dir=out) as tmp:
         steps.set_postfix_str("vision")

@@ -8,6 +8,11 @@ Prompt flow: render Seg-Zero's chat prompt from the manifest (`PromptTokenizer`)
 ids (`embed.onnx`), overwrite the <|image_pad|> rows with the vision features (numpy, the
 same as HF's masked_scatter), M-RoPE positions from `qwen_rope.rope_index`, then prefill and
 decode (`TextDecoder`).
+
+The KV cache lives in host memory (numpy buffers the graph reads in place). That is the right
+home on CPU; with provider="cuda" every step uploads the cache, so long generations on a GPU
+want a device-resident cache (IOBinding + an in-graph cache update), which this module does
+not do yet.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from segzero_edge.runtime.tokenizer import PromptTokenizer
 TokenCallback = Callable[[int, str], None]
 #: image 840×840 RGB uint8 -> (features [n_tokens, hidden] float32, grid_thw [1, 3] int64)
 VisionFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
 
 def text_session(path: str | Path, provider: str = "cpu", *, threads: int | None = None, spin: bool = False) -> Any:
     """An InferenceSession for a text graph. `spin=False` turns off intra-op thread spinning:
@@ -77,7 +83,7 @@ class Prompt:
 
 
 def _vision_from_dir(root: Path, meta: dict[str, Any], provider: str, threads: int | None) -> VisionFn:
-    """Part A's OrtVision over vision.onnx, as a VisionFn."""
+    """`OrtVision` over vision.onnx, as a VisionFn."""
     from segzero_edge.runtime.vision import OrtVision
 
     return OrtVision.from_file(root / meta["files"]["vision"], provider=provider, threads=threads).features

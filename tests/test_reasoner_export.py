@@ -160,7 +160,10 @@ def test_quantized_text_graphs_run_and_report_agreement(fp32_engine, torch_reaso
         assert reports[precision].top1 > 0.1, reports[precision].summary()
 
 
-def test_export_rejects_bad_arguments(torch_reasoner, tmp_path):
+def test_export_rejects_bad_arguments(torch_reasoner, tiny_models, tmp_path):
+    with pytest.raises(ValueError, match="float32"):
+        export_reasoner(TorchReasoner.from_pretrained(tiny_models.reasoner, dtype="bfloat16"), tmp_path,
+                        progress=False)
     with pytest.raises(ValueError, match="precision"):
         export_reasoner(torch_reasoner, tmp_path, precision="int3", progress=False)
     with pytest.raises(ValueError, match="block_size"):
