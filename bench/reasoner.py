@@ -42,8 +42,14 @@ MID_TEXT = {
     "vocab_size": 151936,
     "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]},  # head_dim 64 (3B/7B: 128, [16, 24, 24])
 }
-MID_VISION = {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "out_hidden_size": 896,
-              "fullatt_block_indexes": [1]}
+MID_VISION = {
+    "depth": 2,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_heads": 2,
+    "out_hidden_size": 896,
+    "fullatt_block_indexes": [1],
+}
 
 
 @dataclass
@@ -92,7 +98,6 @@ def measure_bandwidth(threads: int, mb: int = 512, repeats: int = 5) -> float:
 def measure_gemv_bandwidth(threads: int, mb: int = 512, repeats: int = 5) -> float:
     """Read bandwidth in GB/s of onnxruntime's own fp32 GEMV (x[1, K] @ W[K, N], W of `mb` MB):
     what a weight-streaming kernel reaches on this machine with `threads` threads."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -100,7 +105,8 @@ def measure_gemv_bandwidth(threads: int, mb: int = 512, repeats: int = 5) -> flo
     n = mb * 2**20 // (4 * k)
     weight = np.random.default_rng(0).standard_normal((k, n), dtype=np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])], "gemv",
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "gemv",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
         [helper.make_tensor("W", TensorProto.FLOAT, [k, n], weight.tobytes(), raw=True)],
@@ -162,15 +168,25 @@ class _Timer:
 def torch_runner(model, inputs: dict, tokens: int):
     import torch
 
-    kwargs = dict(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, top_k=None, top_p=None,
-                  temperature=None, repetition_penalty=1.0, return_dict_in_generate=True)
+    kwargs = dict(
+        max_new_tokens=tokens,
+        min_new_tokens=tokens,
+        do_sample=False,
+        top_k=None,
+        top_p=None,
+        temperature=None,
+        repetition_penalty=1.0,
+        return_dict_in_generate=True,
+    )
     prompt_len = inputs["input_ids"].shape[1]
 
     def run(n: int = tokens):
         timer = _Timer()
         with torch.inference_mode():
             start = time.perf_counter()
-            out = model.generate(**inputs, **{**kwargs, "max_new_tokens": n, "min_new_tokens": n}, streamer=timer)
+            out = model.generate(
+                **inputs, **{**kwargs, "max_new_tokens": n, "min_new_tokens": n}, streamer=timer
+            )
             end = time.perf_counter()
         return (timer.first - start) * 1e3, (end - timer.first) * 1e3, out.sequences[0, prompt_len:].tolist()
 
@@ -183,8 +199,15 @@ def runtime_runner(decoder, embeds, positions, prompt_ids, delta: int, tokens: i
     def run(n: int = tokens):
         cfg = GenerationConfig(max_new_tokens=n, repetition_penalty=1.0)
         start = time.perf_counter()
-        r = decoder.generate(embeds, positions, prompt_ids, rope_delta=delta, config=cfg, stop_ids=frozenset(),
-                             prefill_start=start)
+        r = decoder.generate(
+            embeds,
+            positions,
+            prompt_ids,
+            rope_delta=delta,
+            config=cfg,
+            stop_ids=frozenset(),
+            prefill_start=start,
+        )
         return r.prefill_ms, r.decode_ms, r.ids
 
     return run
@@ -197,7 +220,9 @@ def text_decoder(engine: Path, dims: dict, threads: int, spin: bool):
     return TextDecoder(
         text_session(engine / "embed.onnx", "cpu", threads=threads, spin=spin),
         text_session(engine / "decoder.onnx", "cpu", threads=threads, spin=spin),
-        num_layers=dims["num_layers"], kv_heads=dims["kv_heads"], head_dim=dims["head_dim"],
+        num_layers=dims["num_layers"],
+        kv_heads=dims["kv_heads"],
+        head_dim=dims["head_dim"],
     )
 
 
@@ -213,7 +238,9 @@ def export_text(model, work: Path, precisions: list[str], block_sizes: list[int]
         export_decoder(model, fp32 / "decoder.onnx")
     dirs = {}
     for precision in precisions:
-        variants = [(f"int4 b{b} acc{accuracy_level}", work / f"int4-b{b}-a{accuracy_level}", b) for b in block_sizes]
+        variants = [
+            (f"int4 b{b} acc{accuracy_level}", work / f"int4-b{b}-a{accuracy_level}", b) for b in block_sizes
+        ]
         for label, out, block in variants if precision == "int4" else [(precision, work / precision, 32)]:
             if precision == "fp32":
                 dirs[label] = fp32
@@ -221,8 +248,9 @@ def export_text(model, work: Path, precisions: list[str], block_sizes: list[int]
             if not (out / "decoder.onnx").is_file():
                 print(f"  converting to {label} ...", file=sys.stderr)
                 for name in ("embed.onnx", "decoder.onnx"):
-                    convert_precision(fp32 / name, out / name, precision, block_size=block,
-                                      accuracy_level=accuracy_level)
+                    convert_precision(
+                        fp32 / name, out / name, precision, block_size=block, accuracy_level=accuracy_level
+                    )
             dirs[label] = out
     return dirs
 
@@ -230,14 +258,15 @@ def export_text(model, work: Path, precisions: list[str], block_sizes: list[int]
 def setup_model(name: str, args, work: Path) -> tuple[list[Row], int]:
     """Rows (with runners) for one model, and its KV bytes read per decode step."""
     import torch
-
     from segzero_edge.export.reasoner import model_dims
+
     from segzero_edge.testing import cached_tiny_models, tiny_reasoner_config
 
     torch.set_num_threads(args.threads)
     if name == "tiny":
-        from segzero_edge.models.reasoner import TorchReasoner
         from segzero_edge.runtime.qwen_rope import rope_index
+
+        from segzero_edge.models.reasoner import TorchReasoner
 
         reasoner = TorchReasoner.from_pretrained(cached_tiny_models().reasoner)
         model = reasoner.model
@@ -253,23 +282,38 @@ def setup_model(name: str, args, work: Path) -> tuple[list[Row], int]:
     else:
         from transformers import Qwen2_5_VLForConditionalGeneration
 
-        config = tiny_reasoner_config(text_config=MID_TEXT, vision_config=MID_VISION, tie_word_embeddings=True)
+        config = tiny_reasoner_config(
+            text_config=MID_TEXT, vision_config=MID_VISION, tie_word_embeddings=True
+        )
         torch.manual_seed(0)
         model = Qwen2_5_VLForConditionalGeneration(config).eval()
         prompt_ids = np.random.default_rng(0).integers(0, 1600, size=args.prompt_tokens).astype(np.int64)
-        inputs = {"input_ids": torch.from_numpy(prompt_ids[None]),
-                  "attention_mask": torch.ones(1, args.prompt_tokens, dtype=torch.long)}
+        inputs = {
+            "input_ids": torch.from_numpy(prompt_ids[None]),
+            "attention_mask": torch.ones(1, args.prompt_tokens, dtype=torch.long),
+        }
         positions = np.broadcast_to(np.arange(args.prompt_tokens), (3, 1, args.prompt_tokens)).copy()
         deltas, features, pad = np.zeros((1, 1), np.int64), None, None
     dims = model_dims(model)
-    rows = [Row(name, "transformers fp32", torch_runner(model, inputs, args.tokens), weight_bytes=torch_weight_bytes(model))]
-    for label, engine in export_text(model, work / name, args.precisions, args.block_sizes, args.accuracy_level).items():
+    rows = [
+        Row(
+            name,
+            "transformers fp32",
+            torch_runner(model, inputs, args.tokens),
+            weight_bytes=torch_weight_bytes(model),
+        )
+    ]
+    for label, engine in export_text(
+        model, work / name, args.precisions, args.block_sizes, args.accuracy_level
+    ).items():
         decoder = text_decoder(engine, dims, args.threads, args.spin)
         embeds = decoder.embed(prompt_ids[None])
         if features is not None:
             embeds[0, prompt_ids == pad] = features.astype(embeds.dtype)
         runner = runtime_runner(decoder, embeds, positions, prompt_ids, int(deltas[0, 0]), args.tokens)
-        rows.append(Row(name, f"runtime {label}", runner, weight_bytes=onnx_weight_bytes(engine / "decoder.onnx")))
+        rows.append(
+            Row(name, f"runtime {label}", runner, weight_bytes=onnx_weight_bytes(engine / "decoder.onnx"))
+        )
     context = len(prompt_ids) + args.tokens // 2
     kv = 2 * dims["num_layers"] * dims["kv_heads"] * dims["head_dim"] * 4 * context
     return rows, kv
@@ -300,7 +344,7 @@ def table(rows: list[Row], bandwidth: float, kv_bytes: dict[str, int]) -> str:
         ref = base[r.model]
         read = r.weight_bytes + kv_bytes[r.model]
         roof_ms = read / (bandwidth * 1e9) * 1e3
-        same = sum(a == b for a, b in zip(r.ids, ref.ids))
+        same = sum(a == b for a, b in zip(r.ids, ref.ids, strict=False))
         lines.append(
             f"| {r.model} | {r.backend} | {statistics.median(r.prefill_ms):.1f} | {r.tok_s:.1f} | "
             f"{r.ms_per_token:.2f} | {r.tok_s / ref.tok_s:.2f}× | {r.weight_bytes / 1e6:.1f} | "
@@ -311,17 +355,27 @@ def table(rows: list[Row], bandwidth: float, kv_bytes: dict[str, int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default="tiny,mid", help="comma list of tiny, mid")
-    parser.add_argument("--precisions", default="fp32,int8,int4", help="runtime precisions (fp32,fp16,int8,int4)")
+    parser.add_argument(
+        "--precisions", default="fp32,int8,int4", help="runtime precisions (fp32,fp16,int8,int4)"
+    )
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per run (eos ignored)")
     parser.add_argument("--prompt-tokens", type=int, default=128, help="mid model prompt length")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per back end (median reported)")
-    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (onnxruntime) and torch threads")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="intra-op threads (onnxruntime) and torch threads"
+    )
     parser.add_argument("--block-sizes", default="32,128", help="int4 block sizes to compare (comma list)")
-    parser.add_argument("--accuracy-level", type=int, default=4, help="MatMulNBits accuracy_level (4: int8 compute)")
+    parser.add_argument(
+        "--accuracy-level", type=int, default=4, help="MatMulNBits accuracy_level (4: int8 compute)"
+    )
     parser.add_argument("--spin", action="store_true", help="let idle threads spin (onnxruntime and OpenMP)")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep exported graphs here (reused across runs)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep exported graphs here (reused across runs)"
+    )
     args = parser.parse_args(argv)
     args.precisions = [p for p in args.precisions.split(",") if p]
     args.block_sizes = [int(b) for b in args.block_sizes.split(",") if b]
@@ -335,16 +389,22 @@ def main(argv: list[str] | None = None) -> int:
         for r in model_rows:
             r.run = None  # free the sessions and models before the next model
     bandwidth = statistics.median(bandwidths)
-    print(f"threads {args.threads}, spinning {'on' if args.spin else 'off'}; memory bandwidth (numpy copy, "
-          f"{args.threads} threads, read+write): median {bandwidth:.1f} GB/s over {len(bandwidths)} measurements "
-          f"(min {min(bandwidths):.1f}, max {max(bandwidths):.1f}); load average "
-          f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (cores: {os.cpu_count()})")
-    print(f"streaming read of onnxruntime's fp32 GEMV (512 MB weight, {args.threads} threads): median "
-          f"{statistics.median(gemv):.1f} GB/s (min {min(gemv):.1f}, max {max(gemv):.1f}); the roofline share "
-          f"uses the copy figure; 'read GB/s' = (weights + KV) bytes per token / ms per token")
+    print(
+        f"threads {args.threads}, spinning {'on' if args.spin else 'off'}; memory bandwidth (numpy copy, "
+        f"{args.threads} threads, read+write): median {bandwidth:.1f} GB/s over {len(bandwidths)} measurements "
+        f"(min {min(bandwidths):.1f}, max {max(bandwidths):.1f}); load average "
+        f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (cores: {os.cpu_count()})"
+    )
+    print(
+        f"streaming read of onnxruntime's fp32 GEMV (512 MB weight, {args.threads} threads): median "
+        f"{statistics.median(gemv):.1f} GB/s (min {min(gemv):.1f}, max {max(gemv):.1f}); the roofline share "
+        f"uses the copy figure; 'read GB/s' = (weights + KV) bytes per token / ms per token"
+    )
     print(table(rows, bandwidth, kv))
-    print("KV cache read per decode step at the mean context (fp32, in the roofline): "
-          + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in kv.items()))
+    print(
+        "KV cache read per decode step at the mean context (fp32, in the roofline): "
+        + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in kv.items())
+    )
     return 0
 
 

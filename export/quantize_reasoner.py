@@ -47,8 +47,15 @@ def save_onnx(model, dst: str | Path) -> Path:
     data = dst.with_name(dst.name + ".data")
     data.unlink(missing_ok=True)
     if _byte_size(model) > _EXTERNAL_LIMIT:
-        onnx.save_model(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data.name, size_threshold=1024)
+        onnx.save_model(
+            model,
+            str(dst),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data.name,
+            size_threshold=1024,
+        )
+        data.chmod(0o644)  # onnx creates it owner-only; engine files are read by other users too
     else:
         onnx.save_model(model, str(dst))
     return dst
@@ -157,13 +164,18 @@ def convert_fp16(
     block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(keep_fp32_ops))
     names = {v.name for v in (*model.graph.input, *model.graph.output)}
     keep = [n for n in keep_fp32_io if n in names]
-    half = convert_float_to_float16(model, keep_io_types=keep or False, op_block_list=block,
-                                    disable_shape_infer=_byte_size(model) > _EXTERNAL_LIMIT)
+    half = convert_float_to_float16(
+        model,
+        keep_io_types=keep or False,
+        op_block_list=block,
+        disable_shape_infer=_byte_size(model) > _EXTERNAL_LIMIT,
+    )
     return save_onnx(half, dst)
 
 
-def convert_precision(src: str | Path, dst: str | Path, precision: str, *, block_size: int = 32,
-                      accuracy_level: int = 4) -> Path:
+def convert_precision(
+    src: str | Path, dst: str | Path, precision: str, *, block_size: int = 32, accuracy_level: int = 4
+) -> Path:
     """Write `src` at `precision` (fp32 = plain copy) to `dst`."""
     if precision == "fp32":
         return save_onnx(_load(src), dst)

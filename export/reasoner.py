@@ -15,12 +15,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from segzero_edge.prompts import EXAMPLE_ANSWER, QUESTION_TEMPLATE, REASONER_SIZE, SYSTEM_PROMPT, chat_messages
 from segzero_edge.runtime.tokenizer import QUESTION_FIELD, USER_SENTINEL
+
+from segzero_edge.prompts import (
+    EXAMPLE_ANSWER,
+    QUESTION_TEMPLATE,
+    REASONER_SIZE,
+    SYSTEM_PROMPT,
+    chat_messages,
+)
 
 from .quantize_reasoner import PRECISIONS, check_block_size, convert_precision, file_bytes
 
-FILES = {"vision": "vision.onnx", "embed": "embed.onnx", "decoder": "decoder.onnx", "tokenizer": "tokenizer.json"}
+FILES = {
+    "vision": "vision.onnx",
+    "embed": "embed.onnx",
+    "decoder": "decoder.onnx",
+    "tokenizer": "tokenizer.json",
+}
 #: The vision graph's precision for each requested reasoner precision.
 VISION_PRECISION = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int4": "int8"}
 _SPECIAL = {
@@ -41,7 +53,9 @@ def prompt_metadata(processor: Any) -> dict[str, Any]:
     messages[-1]["content"][-1]["text"] = USER_SENTINEL
     rendered = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if rendered.count(USER_SENTINEL) != 1:
-        raise ValueError("the chat template did not render the user text exactly once; cannot split the prompt")
+        raise ValueError(
+            "the chat template did not render the user text exactly once; cannot split the prompt"
+        )
     prefix, suffix = rendered.split(USER_SENTINEL)
     user_template = QUESTION_TEMPLATE.replace("{answer}", EXAMPLE_ANSWER)
     if user_template.count(QUESTION_FIELD) != 1:
@@ -107,13 +121,23 @@ def _load(model_or_dir: Any, processor: Any) -> tuple[Any, Any, list[int], int, 
         reasoner = model_or_dir
     else:
         if processor is None:
-            raise ValueError("exporting a bare model needs processor= (load it with models.processor.load_processor)")
+            raise ValueError(
+                "exporting a bare model needs processor= (load it with models.processor.load_processor)"
+            )
         reasoner = TorchReasoner(model_or_dir, processor)
     model = reasoner.hf_model
     if hasattr(model, "peft_config"):
-        raise ValueError("merge the LoRA adapter before export (TorchReasoner.from_pretrained(..., merge_adapter=True))")
-    return (model, processor or reasoner.processor, reasoner.eos_ids, reasoner.pad_id,
-            reasoner.default_repetition_penalty, reasoner.source)
+        raise ValueError(
+            "merge the LoRA adapter before export (TorchReasoner.from_pretrained(..., merge_adapter=True))"
+        )
+    return (
+        model,
+        processor or reasoner.processor,
+        reasoner.eos_ids,
+        reasoner.pad_id,
+        reasoner.default_repetition_penalty,
+        reasoner.source,
+    )
 
 
 def export_reasoner(
@@ -129,9 +153,8 @@ def export_reasoner(
     """Write vision.onnx, embed.onnx, decoder.onnx and tokenizer.json into `out_dir`; return the
     manifest component (precisions, file sizes, preprocessing, prompt, special ids, dims)."""
     import torch
-    from tqdm.auto import tqdm
-
     from segzero_edge.export.reasoner_vision import export_vision
+    from tqdm.auto import tqdm
 
     from .reasoner_text import export_decoder, export_embed
 
@@ -159,8 +182,9 @@ def export_reasoner(
                 export(model, out / FILES[name])
             else:
                 fp32 = export(model, Path(tmp) / FILES[name])
-                convert_precision(fp32, out / FILES[name], precision, block_size=block_size,
-                                  accuracy_level=accuracy_level)
+                convert_precision(
+                    fp32, out / FILES[name], precision, block_size=block_size, accuracy_level=accuracy_level
+                )
             steps.update()
     steps.set_postfix_str("tokenizer")
     processor.tokenizer.backend_tokenizer.save(str(out / FILES["tokenizer"]))
@@ -173,16 +197,22 @@ def export_reasoner(
         "files": dict(FILES),
         "precision": graph_precision,
         "quantization": {"int4_block_size": block_size, "int4_accuracy_level": accuracy_level}
-        if precision == "int4" else {},
+        if precision == "int4"
+        else {},
         "bytes": {name: file_bytes(out / f) for name, f in FILES.items() if f.endswith(".onnx")},
         "preprocess": preprocess_metadata(processor),
         "prompt": prompt_metadata(processor),
         "special_tokens": special_tokens(processor, eos_ids, pad_id),
         "dims": model_dims(model),
-        "generation": {"max_new_tokens": 1024, "temperature": 0.0, "top_p": 1.0,
-                       "repetition_penalty": rep_penalty},
-        "io": {"embeddings_scatter": "runtime: rows where input_ids == image_pad <- vision features",
-               "logits": "last position only"},
+        "generation": {
+            "max_new_tokens": 1024,
+            "temperature": 0.0,
+            "top_p": 1.0,
+            "repetition_penalty": rep_penalty,
+        },
+        "io": {
+            "embeddings_scatter": "runtime: rows where input_ids == image_pad <- vision features",
+            "logits": "last position only",
+        },
     }
     return meta
-

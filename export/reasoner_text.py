@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
-
 from segzero_edge.runtime import reasoner_text_io as io
+from torch import nn
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -80,7 +79,9 @@ class DecoderForExport(nn.Module):
         self.scaling = self.head_dim**-0.5
         half = self.head_dim // 2
         # rotate_half(x) = cat(-x[half:], x[:half]) = x[perm] * sign
-        self.register_buffer("rot_perm", torch.cat([torch.arange(half, 2 * half), torch.arange(half)]), persistent=False)
+        self.register_buffer(
+            "rot_perm", torch.cat([torch.arange(half, 2 * half), torch.arange(half)]), persistent=False
+        )
         self.register_buffer("rot_sign", torch.cat([-torch.ones(half), torch.ones(half)]), persistent=False)
 
     @staticmethod
@@ -155,8 +156,12 @@ class DecoderForExport(nn.Module):
         new_kv: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             h, k, v = self._attention(
-                layer.self_attn, self._rms_norm(layer.input_layernorm, hidden), rope, bias,
-                past[2 * i], past[2 * i + 1],
+                layer.self_attn,
+                self._rms_norm(layer.input_layernorm, hidden),
+                rope,
+                bias,
+                past[2 * i],
+                past[2 * i + 1],
             )
             hidden = hidden + h
             hidden = hidden + layer.mlp(self._rms_norm(layer.post_attention_layernorm, hidden))
@@ -230,15 +235,19 @@ def fuse_parallel_matmuls(model) -> int:
         split_in = f"{tag}.mm"
         if with_bias:
             biases = []
-            for a, n in zip(adds, nodes):
+            for a, n in zip(adds, nodes, strict=True):
                 other = a.input[1] if a.input[0] == n.output[0] else a.input[0]
                 biases.append(numpy_helper.to_array(inits[other]))
             bias = numpy_helper.from_array(np.concatenate(biases), f"{tag}.bias")
             graph.initializer.append(bias)
-            new_nodes.append(helper.make_node("Add", [split_in, bias.name], [f"{tag}.add"], name=f"{tag}.Add"))
+            new_nodes.append(
+                helper.make_node("Add", [split_in, bias.name], [f"{tag}.add"], name=f"{tag}.Add")
+            )
             split_in = f"{tag}.add"
         split_outs = [a.output[0] for a in adds] if with_bias else [n.output[0] for n in nodes]
-        new_nodes.append(helper.make_node("Split", [split_in, sizes.name], split_outs, name=f"{tag}.Split", axis=-1))
+        new_nodes.append(
+            helper.make_node("Split", [split_in, sizes.name], split_outs, name=f"{tag}.Split", axis=-1)
+        )
         replace[id(nodes[0])] = new_nodes
         removed |= {id(n) for n in nodes} | ({id(a) for a in adds} if with_bias else set())
     if not replace:
@@ -305,14 +314,19 @@ def export_embed(model: PreTrainedModel, path: str | Path) -> Path:
     )
 
 
-def decoder_example(model: PreTrainedModel, batch: int = 1, seq: int = 3, past: int = 4) -> tuple[torch.Tensor, ...]:
+def decoder_example(
+    model: PreTrainedModel, batch: int = 1, seq: int = 3, past: int = 4
+) -> tuple[torch.Tensor, ...]:
     """Example decoder inputs (float32): embeds, mask, position ids, and `past` zeroed cache slots."""
     d = text_dims(model)
     dtype = text_parts(model)[1].weight.dtype
     embeds = torch.randn(batch, seq, d["hidden"], dtype=dtype)
     mask = torch.ones(batch, past + seq, dtype=torch.long)
     positions = torch.arange(past, past + seq).view(1, 1, -1).expand(3, batch, seq).contiguous()
-    cache = [torch.zeros(batch, d["kv_heads"], past, d["head_dim"], dtype=dtype) for _ in range(2 * d["num_layers"])]
+    cache = [
+        torch.zeros(batch, d["kv_heads"], past, d["head_dim"], dtype=dtype)
+        for _ in range(2 * d["num_layers"])
+    ]
     return (embeds, mask, positions, *cache)
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from segzero_edge.runtime.decoder import GenerationConfig
 
 #: Default queries for the parity pairs (varied length, punctuation and case).
@@ -67,7 +66,7 @@ class PairParity:
     @property
     def first_divergence(self) -> int | None:
         """Index of the first differing token (None when identical)."""
-        for i, (a, b) in enumerate(zip(self.reference_ids, self.runtime_ids)):
+        for i, (a, b) in enumerate(zip(self.reference_ids, self.runtime_ids, strict=False)):
             if a != b:
                 return i
         if len(self.reference_ids) != len(self.runtime_ids):
@@ -91,7 +90,9 @@ class ReasonerParityReport:
     def token_match_rate(self) -> float:
         """Fraction of reference tokens reproduced before the first divergence, over all pairs."""
         total = sum(len(p.reference_ids) for p in self.pairs)
-        same = sum(len(p.reference_ids) if p.first_divergence is None else p.first_divergence for p in self.pairs)
+        same = sum(
+            len(p.reference_ids) if p.first_divergence is None else p.first_divergence for p in self.pairs
+        )
         return same / total if total else 0.0
 
     @property
@@ -115,8 +116,12 @@ class ReasonerParityReport:
     def min_cosine(self) -> float:
         return float(np.concatenate([p.cos for p in self.pairs]).min()) if self.pairs else 0.0
 
-    def passed(self, min_exact_rate: float | None = None, min_top1: float | None = None,
-               min_cosine: float | None = None) -> bool:
+    def passed(
+        self,
+        min_exact_rate: float | None = None,
+        min_top1: float | None = None,
+        min_cosine: float | None = None,
+    ) -> bool:
         """True when every given bar holds (bars default to `DEFAULT_BARS[precision]`)."""
         bars = dict(DEFAULT_BARS.get(self.precision, {}))
         given = {"min_exact_rate": min_exact_rate, "min_top1": min_top1, "min_cosine": min_cosine}
@@ -175,12 +180,17 @@ def verify_reasoner(
     images = images if images is not None else parity_images(n_pairs, seed)
     if len(images) < n_pairs:
         raise ValueError(f"{len(images)} images for {n_pairs} pairs")
-    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0,
-                              repetition_penalty=ort_reasoner.config.repetition_penalty)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        temperature=0.0,
+        repetition_penalty=ort_reasoner.config.repetition_penalty,
+    )
     report = ReasonerParityReport(precision=str(ort_reasoner.meta["precision"]["decoder"]))
     for i in range(n_pairs):
         query = queries[i % len(queries)]
-        ref = torch_reasoner.generate_ids(torch_reasoner.encode_image(images[i]), query, config, return_logits=True)
+        ref = torch_reasoner.generate_ids(
+            torch_reasoner.encode_image(images[i]), query, config, return_logits=True
+        )
         encoded = ort_reasoner.encode_image(images[i])
         prompt_ids, result = ort_reasoner.generate_ids(encoded, query, config)
         logits = ort_reasoner.teacher_forced_logits(encoded, query, ref.ids)

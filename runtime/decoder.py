@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from segzero_edge.runtime import reasoner_text_io as io
 
 OnToken = Callable[[int], None]
@@ -32,8 +31,12 @@ class GenerationConfig:
     """How to pick tokens. Greedy (temperature 0) is Seg-Zero's evaluation setting."""
 
     max_new_tokens: int = field(default=1024, metadata={"help": "stop after this many new tokens"})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy; > 0 samples from softmax(logits / T)"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass in (0, 1]; 1 keeps every token"})
+    temperature: float = field(
+        default=0.0, metadata={"help": "0 = greedy; > 0 samples from softmax(logits / T)"}
+    )
+    top_p: float = field(
+        default=1.0, metadata={"help": "nucleus sampling mass in (0, 1]; 1 keeps every token"}
+    )
     seed: int | None = field(default=None, metadata={"help": "sampling seed (None: fresh entropy each call)"})
     repetition_penalty: float | None = field(
         default=None,
@@ -97,7 +100,9 @@ def choose_token(
     logits: np.ndarray, config: GenerationConfig, seen_ids: np.ndarray, rng: np.random.Generator | None
 ) -> int:
     """Pick the next token from the last position's logits [V] (float32)."""
-    logits = repetition_penalty(logits.astype(np.float32, copy=False), seen_ids, config.repetition_penalty or 1.0)
+    logits = repetition_penalty(
+        logits.astype(np.float32, copy=False), seen_ids, config.repetition_penalty or 1.0
+    )
     if config.greedy:
         return int(np.argmax(logits))
     if rng is None:
@@ -113,8 +118,15 @@ class KVCache:
     valid-slot mask [B, capacity] (int64, 1 = written)."""
 
     def __init__(
-        self, num_layers: int, kv_heads: int, head_dim: int, *, batch: int = 1, capacity: int = 256,
-        chunk: int = 64, dtype: type = np.float32,
+        self,
+        num_layers: int,
+        kv_heads: int,
+        head_dim: int,
+        *,
+        batch: int = 1,
+        capacity: int = 256,
+        chunk: int = 64,
+        dtype: type = np.float32,
     ) -> None:
         if capacity < 1 or chunk < 1:
             raise ValueError(f"capacity and chunk must be >= 1, got {capacity}, {chunk}")
@@ -150,7 +162,7 @@ class KVCache:
         growing the buffers first when they are full."""
         s = new[0].shape[2]
         self.reserve(s)
-        for buf, values in zip(self.buffers, new):
+        for buf, values in zip(self.buffers, new, strict=True):
             buf[:, :, self.length : self.length + s] = values
         self.mask[:, self.length : self.length + s] = 1
         self.length += s
@@ -169,8 +181,16 @@ class DecodeResult:
 class TextDecoder:
     """Runs `embed.onnx` and `decoder.onnx` sessions (onnxruntime.InferenceSession)."""
 
-    def __init__(self, embed_session, decoder_session, *, num_layers: int, kv_heads: int, head_dim: int,
-                 chunk: int = 64) -> None:
+    def __init__(
+        self,
+        embed_session,
+        decoder_session,
+        *,
+        num_layers: int,
+        kv_heads: int,
+        head_dim: int,
+        chunk: int = 64,
+    ) -> None:
         self.embed_session, self.decoder_session = embed_session, decoder_session
         self.num_layers, self.kv_heads, self.head_dim, self.chunk = num_layers, kv_heads, head_dim, chunk
         types = {i.name: i.type for i in decoder_session.get_inputs()}
@@ -185,8 +205,14 @@ class TextDecoder:
 
     def new_cache(self, capacity: int) -> KVCache:
         capacity = max(self.chunk, -(-capacity // self.chunk) * self.chunk)
-        return KVCache(self.num_layers, self.kv_heads, self.head_dim, capacity=capacity, chunk=self.chunk,
-                       dtype=self.dtype)
+        return KVCache(
+            self.num_layers,
+            self.kv_heads,
+            self.head_dim,
+            capacity=capacity,
+            chunk=self.chunk,
+            dtype=self.dtype,
+        )
 
     def embed(self, input_ids: np.ndarray) -> np.ndarray:
         """input_ids [B, S] int64 -> inputs_embeds [B, S, H] (the decoder's float type)."""
@@ -201,7 +227,7 @@ class TextDecoder:
         a prefill over an empty cache reads only its `chunk` masked slots; the cache grows after.
         """
         s = inputs_embeds.shape[1]
-        feeds = dict(zip(cache.names, cache.buffers))
+        feeds = dict(zip(cache.names, cache.buffers, strict=True))
         feeds[io.INPUTS_EMBEDS] = np.ascontiguousarray(inputs_embeds, dtype=self.dtype)
         feeds[io.ATTENTION_MASK] = np.concatenate([cache.mask, np.ones((cache.batch, s), np.int64)], axis=1)
         feeds[io.POSITION_IDS] = np.ascontiguousarray(position_ids, dtype=np.int64)
@@ -257,7 +283,12 @@ class TextDecoder:
         return DecodeResult(ids, prefill_ms, (time.perf_counter() - start) * 1000.0, stopped)
 
     def teacher_forced(
-        self, inputs_embeds: np.ndarray, position_ids: np.ndarray, ids: list[int] | np.ndarray, *, rope_delta: int
+        self,
+        inputs_embeds: np.ndarray,
+        position_ids: np.ndarray,
+        ids: list[int] | np.ndarray,
+        *,
+        rope_delta: int,
     ) -> np.ndarray:
         """Logits [len(ids), V] float32: row n is what the model predicts for ids[n] after the
         prompt and ids[:n] (the reference tokens are fed, whatever the model would have picked)."""

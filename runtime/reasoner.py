@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-
-from segzero_edge.pipeline import Generation
-from segzero_edge.prompts import REASONER_SIZE, resize_for_reasoner
 from segzero_edge.runtime.decoder import DecodeResult, GenerationConfig, TextDecoder
 from segzero_edge.runtime.providers import execution_providers, session_options
 from segzero_edge.runtime.qwen_rope import rope_index
 from segzero_edge.runtime.tokenizer import PromptTokenizer
+
+from segzero_edge.pipeline import Generation
+from segzero_edge.prompts import REASONER_SIZE, resize_for_reasoner
 
 #: on_token(token_id, text_so_far): called once per generated token (streaming).
 TokenCallback = Callable[[int, str], None]
@@ -39,7 +39,9 @@ TokenCallback = Callable[[int, str], None]
 VisionFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def text_session(path: str | Path, provider: str = "cpu", *, threads: int | None = None, spin: bool = False) -> Any:
+def text_session(
+    path: str | Path, provider: str = "cpu", *, threads: int | None = None, spin: bool = False
+) -> Any:
     """An InferenceSession for a text graph. `spin=False` turns off intra-op thread spinning:
     a decode step is ~1000 short ops, and spinning workers that lose their core to another
     process stall every op (measured 3× slower decode on a shared 2-core machine); on a
@@ -92,8 +94,15 @@ def _vision_from_dir(root: Path, meta: dict[str, Any], provider: str, threads: i
 class OrtReasoner:
     """Implements the `Reasoner` protocol with onnxruntime; no torch, no transformers."""
 
-    def __init__(self, text: TextDecoder, tokenizer: PromptTokenizer, vision: VisionFn, meta: dict[str, Any],
-                 *, config: GenerationConfig | None = None) -> None:
+    def __init__(
+        self,
+        text: TextDecoder,
+        tokenizer: PromptTokenizer,
+        vision: VisionFn,
+        meta: dict[str, Any],
+        *,
+        config: GenerationConfig | None = None,
+    ) -> None:
         self.text, self.tokenizer, self.vision, self.meta = text, tokenizer, vision, meta
         dims = meta["dims"]
         self.spatial_merge_size = int(dims["spatial_merge_size"])
@@ -160,8 +169,9 @@ class OrtReasoner:
                 f"vision features have shape {features.shape}, expected ({n_expected}, {self.hidden}) for grid "
                 f"{np.asarray(grid).tolist()}: the vision graph does not match this decoder"
             )
-        return OrtEncoded(resized, features, np.asarray(grid, np.int64).reshape(1, 3),
-                          (time.perf_counter() - start) * 1e3)
+        return OrtEncoded(
+            resized, features, np.asarray(grid, np.int64).reshape(1, 3), (time.perf_counter() - start) * 1e3
+        )
 
     def prompt(self, encoded: OrtEncoded, query: str) -> Prompt:
         """Token ids, embeddings (image rows spliced in) and M-RoPE positions for one query."""
@@ -169,13 +179,20 @@ class OrtReasoner:
         embeds = self.text.embed(ids[None])
         embeds[0, ids == self.tokenizer.image_pad_id] = encoded.features.astype(embeds.dtype, copy=False)
         positions, deltas = rope_index(
-            ids[None], encoded.grid_thw, image_token_id=self.tokenizer.image_pad_id,
+            ids[None],
+            encoded.grid_thw,
+            image_token_id=self.tokenizer.image_pad_id,
             spatial_merge_size=self.spatial_merge_size,
         )
         return Prompt(ids, embeds, positions, int(deltas[0, 0]))
 
-    def generate_ids(self, encoded: OrtEncoded, query: str, config: GenerationConfig | None = None,
-                     on_token: TokenCallback | None = None) -> tuple[np.ndarray, DecodeResult]:
+    def generate_ids(
+        self,
+        encoded: OrtEncoded,
+        query: str,
+        config: GenerationConfig | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> tuple[np.ndarray, DecodeResult]:
         """(prompt ids [S], DecodeResult with the new ids and timings)."""
         cfg = (config or self.config).resolved(self._default_rp)
         start = time.perf_counter()
@@ -189,19 +206,35 @@ class OrtReasoner:
                 on_token(token, self.tokenizer.decode(generated))
 
         result = self.text.generate(
-            prompt.inputs_embeds, prompt.position_ids, prompt.ids, rope_delta=prompt.rope_delta, config=cfg,
-            stop_ids=self.tokenizer.stop_ids, on_token=callback, prefill_start=start,
+            prompt.inputs_embeds,
+            prompt.position_ids,
+            prompt.ids,
+            rope_delta=prompt.rope_delta,
+            config=cfg,
+            stop_ids=self.tokenizer.stop_ids,
+            on_token=callback,
+            prefill_start=start,
         )
         return prompt.ids, result
 
-    def teacher_forced_logits(self, encoded: OrtEncoded, query: str, ids: list[int] | np.ndarray) -> np.ndarray:
+    def teacher_forced_logits(
+        self, encoded: OrtEncoded, query: str, ids: list[int] | np.ndarray
+    ) -> np.ndarray:
         """Logits [len(ids), V] for given continuation ids (row n predicts ids[n]); for parity checks."""
         prompt = self.prompt(encoded, query)
-        return self.text.teacher_forced(prompt.inputs_embeds, prompt.position_ids, ids, rope_delta=prompt.rope_delta)
+        return self.text.teacher_forced(
+            prompt.inputs_embeds, prompt.position_ids, ids, rope_delta=prompt.rope_delta
+        )
 
-    def generate(self, encoded: OrtEncoded | np.ndarray | Image.Image, query: str,
-                 config: GenerationConfig | None = None, *, on_token: TokenCallback | None = None,
-                 **overrides: Any) -> Generation:
+    def generate(
+        self,
+        encoded: OrtEncoded | np.ndarray | Image.Image,
+        query: str,
+        config: GenerationConfig | None = None,
+        *,
+        on_token: TokenCallback | None = None,
+        **overrides: Any,
+    ) -> Generation:
         """Answer one query (Seg-Zero prompt). Settings: the instance's config, replaced by
         `config`, then by keyword overrides; `on_token(id, text_so_far)` streams tokens."""
         if not isinstance(encoded, OrtEncoded):
@@ -210,4 +243,6 @@ class OrtReasoner:
         if overrides:
             cfg = replace(cfg, **overrides)
         _, result = self.generate_ids(encoded, query, cfg, on_token)
-        return Generation(self.tokenizer.decode(result.ids), result.prefill_ms, result.decode_ms, len(result.ids))
+        return Generation(
+            self.tokenizer.decode(result.ids), result.prefill_ms, result.decode_ms, len(result.ids)
+        )

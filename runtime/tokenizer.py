@@ -30,7 +30,9 @@ def normalize_question(text: str, rule: str) -> str:
         return text.lower().strip(".")
     if rule == "none":
         return text
-    raise ValueError(f"unknown question normalisation {rule!r} in the manifest (known: lower_strip_dots, none)")
+    raise ValueError(
+        f"unknown question normalisation {rule!r} in the manifest (known: lower_strip_dots, none)"
+    )
 
 
 class PromptTokenizer:
@@ -50,15 +52,21 @@ class PromptTokenizer:
             self.image_pad_id = int(special["image_pad"])
             self.stop_ids = frozenset(int(i) for i in special["eos"])
         except KeyError as exc:
-            raise ValueError(f"reasoner metadata lacks {exc}; re-export the engine with this package") from None
+            raise ValueError(
+                f"reasoner metadata lacks {exc}; re-export the engine with this package"
+            ) from None
         if QUESTION_FIELD not in self.user_template:
-            raise ValueError(f"prompt.user_template has no {QUESTION_FIELD} field: {self.user_template[:80]!r}")
+            raise ValueError(
+                f"prompt.user_template has no {QUESTION_FIELD} field: {self.user_template[:80]!r}"
+            )
         self.tokenizer = tokenizer
         for name, token_id in special.items():
             ids = token_id if isinstance(token_id, list) else [token_id]
             for i in ids:
                 if name != "eos" and tokenizer.id_to_token(int(i)) is None:
-                    raise ValueError(f"special token {name} id {i} is not in tokenizer.json: mismatched engine files")
+                    raise ValueError(
+                        f"special token {name} id {i} is not in tokenizer.json: mismatched engine files"
+                    )
 
     @classmethod
     def from_file(cls, path: str | Path, meta: dict[str, Any]) -> PromptTokenizer:

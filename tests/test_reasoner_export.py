@@ -14,11 +14,12 @@ onnx = pytest.importorskip("onnx")
 from segzero_edge.export.quantize_reasoner import convert_precision, file_bytes  # noqa: E402
 from segzero_edge.export.reasoner import export_reasoner  # noqa: E402
 from segzero_edge.export.verify_reasoner import verify_reasoner  # noqa: E402
-from segzero_edge.models.reasoner import GenerationConfig, TorchReasoner  # noqa: E402
-from segzero_edge.prompts import chat_messages  # noqa: E402
 from segzero_edge.runtime import reasoner_text_io as io  # noqa: E402
 from segzero_edge.runtime.reasoner import OrtReasoner  # noqa: E402
 from segzero_edge.runtime.tokenizer import PromptTokenizer  # noqa: E402
+
+from segzero_edge.models.reasoner import GenerationConfig, TorchReasoner  # noqa: E402
+from segzero_edge.prompts import chat_messages  # noqa: E402
 
 QUERIES = (
     "the red circle",
@@ -66,8 +67,9 @@ def test_fp32_parity_holds_with_repetition_penalty(torch_reasoner, fp32_engine):
     report = verify_reasoner(torch_reasoner, runtime, n_pairs=2, max_new_tokens=48, seed=7)
     assert report.exact_rate == 1.0, report.summary()
     # the penalty really acts: greedy without it picks different tokens
-    plain = verify_reasoner(torch_reasoner, OrtReasoner.from_dir(out, meta=meta, threads=2), n_pairs=2,
-                            max_new_tokens=48, seed=7)
+    plain = verify_reasoner(
+        torch_reasoner, OrtReasoner.from_dir(out, meta=meta, threads=2), n_pairs=2, max_new_tokens=48, seed=7
+    )
     assert [p.reference_ids for p in plain.pairs] != [p.reference_ids for p in report.pairs]
 
 
@@ -77,8 +79,10 @@ def test_decoder_graph_io_contract(fp32_engine):
     decoder = onnx.load(str(out / "decoder.onnx"), load_external_data=False)
     assert [i.name for i in decoder.graph.input] == io.decoder_input_names(layers)
     assert [o.name for o in decoder.graph.output] == io.decoder_output_names(layers)
-    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in (*decoder.graph.input, *decoder.graph.output)}
+    shapes = {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in (*decoder.graph.input, *decoder.graph.output)
+    }
     kv, hd, vocab = meta["dims"]["kv_heads"], meta["dims"]["head_dim"], meta["dims"]["vocab"]
     # batch, sequence and past length are symbolic; heads/head_dim/vocab fixed
     assert isinstance(shapes["inputs_embeds"][1], str)
@@ -101,7 +105,11 @@ def test_metadata_describes_the_model(fp32_engine, torch_reasoner):
     text = torch_reasoner.model.config.get_text_config()
     dims = meta["dims"]
     assert (dims["num_layers"], dims["kv_heads"], dims["hidden"], dims["vocab"]) == (
-        text.num_hidden_layers, text.num_key_value_heads, text.hidden_size, text.vocab_size)
+        text.num_hidden_layers,
+        text.num_key_value_heads,
+        text.hidden_size,
+        text.vocab_size,
+    )
     assert dims["mrope_section"] == [2, 3, 3] and dims["rope_theta"] == 1e6
     assert meta["preprocess"]["resize"] == 840 and meta["preprocess"]["patch_size"] == 14
     assert meta["precision"] == {"vision": "fp32", "embed": "fp32", "decoder": "fp32"}
@@ -162,8 +170,9 @@ def test_quantized_text_graphs_run_and_report_agreement(fp32_engine, torch_reaso
 
 def test_export_rejects_bad_arguments(torch_reasoner, tiny_models, tmp_path):
     with pytest.raises(ValueError, match="float32"):
-        export_reasoner(TorchReasoner.from_pretrained(tiny_models.reasoner, dtype="bfloat16"), tmp_path,
-                        progress=False)
+        export_reasoner(
+            TorchReasoner.from_pretrained(tiny_models.reasoner, dtype="bfloat16"), tmp_path, progress=False
+        )
     with pytest.raises(ValueError, match="precision"):
         export_reasoner(torch_reasoner, tmp_path, precision="int3", progress=False)
     with pytest.raises(ValueError, match="block_size"):

@@ -3,14 +3,13 @@ sampling, the KV cache, HF-identical logits processing, errors, and the import r
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
-
-from segzero_edge.pipeline import Generation, Reasoner
 from segzero_edge.runtime.decoder import (
     GenerationConfig,
     KVCache,
@@ -18,6 +17,8 @@ from segzero_edge.runtime.decoder import (
     repetition_penalty,
     top_p_filter,
 )
+
+from segzero_edge.pipeline import Generation, Reasoner
 
 QUERY = "the red circle"
 
@@ -97,7 +98,7 @@ def test_streaming_callback_sees_every_token(runtime, encoded):
     _, result = runtime.generate_ids(encoded, QUERY)
     assert [t for t, _ in seen] == result.ids
     assert seen[-1][1] == g.text
-    assert all(b.startswith(a) or "\ufffd" in a for (_, a), (_, b) in zip(seen, seen[1:]))
+    assert all(b.startswith(a) or "\ufffd" in a for (_, a), (_, b) in itertools.pairwise(seen))
 
 
 def test_max_new_tokens_and_stop_ids(runtime, encoded):
@@ -106,8 +107,14 @@ def test_max_new_tokens_and_stop_ids(runtime, encoded):
     prompt = runtime.prompt(encoded, QUERY)
     cfg = GenerationConfig(max_new_tokens=12, repetition_penalty=1.0)
     stop_at = long.ids[3]
-    result = runtime.text.generate(prompt.inputs_embeds, prompt.position_ids, prompt.ids,
-                                   rope_delta=prompt.rope_delta, config=cfg, stop_ids={stop_at})
+    result = runtime.text.generate(
+        prompt.inputs_embeds,
+        prompt.position_ids,
+        prompt.ids,
+        rope_delta=prompt.rope_delta,
+        config=cfg,
+        stop_ids={stop_at},
+    )
     assert result.stopped and result.ids == long.ids[: long.ids.index(stop_at) + 1]
 
 
@@ -130,8 +137,14 @@ def test_small_cache_chunks_change_nothing(int4_engine, runtime, encoded):
     args = (prompt.inputs_embeds, prompt.position_ids, prompt.ids)
     base = runtime.text.generate(*args, rope_delta=prompt.rope_delta, config=cfg, stop_ids=set())
     t = runtime.text
-    small = TextDecoder(t.embed_session, t.decoder_session, num_layers=t.num_layers, kv_heads=t.kv_heads,
-                        head_dim=t.head_dim, chunk=8)
+    small = TextDecoder(
+        t.embed_session,
+        t.decoder_session,
+        num_layers=t.num_layers,
+        kv_heads=t.kv_heads,
+        head_dim=t.head_dim,
+        chunk=8,
+    )
     grown = small.generate(*args, rope_delta=prompt.rope_delta, config=cfg, stop_ids=set())
     assert grown.ids == base.ids and len(base.ids) == 40
 
@@ -147,7 +160,9 @@ def test_image_encoded_once_for_many_queries(int4_engine):
         calls.append(image.shape)
         return base.vision(image)
 
-    r = OrtReasoner.from_dir(out, meta=meta, threads=2, vision=vision, config=GenerationConfig(max_new_tokens=4))
+    r = OrtReasoner.from_dir(
+        out, meta=meta, threads=2, vision=vision, config=GenerationConfig(max_new_tokens=4)
+    )
     enc = r.encode_image(np.zeros((64, 96, 3), np.uint8))
     r.generate(enc, "a")
     r.generate(enc, "b")

@@ -42,7 +42,9 @@ def test_cached_vision_features_give_the_same_tokens(reasoner, enc):
 
     cfg = GenerationConfig(max_new_tokens=12)
     cached = reasoner.generate_ids(enc, "the red circle", cfg).ids
-    recomputed = reasoner.generate_ids(replace(enc, vision=None), "the red circle", cfg).ids  # pixel_values path
+    recomputed = reasoner.generate_ids(
+        replace(enc, vision=None), "the red circle", cfg
+    ).ids  # pixel_values path
     assert cached == recomputed
 
 
@@ -78,7 +80,9 @@ def test_generate_ids_match_text_and_logits(reasoner, enc):
 
 def test_settings_per_instance_and_per_call(reasoner, enc):
     assert reasoner.generate(enc, "the dog", max_new_tokens=3).tokens <= 3
-    sampled = [reasoner.generate(enc, "the dog", temperature=1.0, seed=s, max_new_tokens=24).text for s in (1, 1, 2)]
+    sampled = [
+        reasoner.generate(enc, "the dog", temperature=1.0, seed=s, max_new_tokens=24).text for s in (1, 1, 2)
+    ]
     assert sampled[0] == sampled[1]  # same seed, same sample
     assert sampled[0] != sampled[2]  # random weights: 24 sampled tokens never collide across seeds
     greedy = reasoner.generate(enc, "the dog", max_new_tokens=24)
@@ -115,16 +119,22 @@ def test_lora_adapter_loads_and_merges(tiny_models, tmp_path, image):
     get_peft_model(base, config).save_pretrained(tmp_path / "adapter")
     plain = TorchReasoner.from_pretrained(tiny_models.reasoner)
     unmerged = TorchReasoner.from_pretrained(tiny_models.reasoner, adapter=str(tmp_path / "adapter"))
-    merged = TorchReasoner.from_pretrained(tiny_models.reasoner, adapter=str(tmp_path / "adapter"), merge_adapter=True)
+    merged = TorchReasoner.from_pretrained(
+        tiny_models.reasoner, adapter=str(tmp_path / "adapter"), merge_adapter=True
+    )
     assert not hasattr(merged.model, "peft_config")
     enc = plain.encode_image(image)
     cfg = GenerationConfig(max_new_tokens=12)
-    ids = {name: r.generate_ids(enc, "the cat", cfg).ids for name, r in
-           (("plain", plain), ("unmerged", unmerged), ("merged", merged))}
+    ids = {
+        name: r.generate_ids(enc, "the cat", cfg).ids
+        for name, r in (("plain", plain), ("unmerged", unmerged), ("merged", merged))
+    }
     assert ids["merged"] == ids["unmerged"]
     assert ids["merged"] != ids["plain"]
 
 
 def test_chat_messages_render_through_the_processor(reasoner):
-    text = reasoner.processor.apply_chat_template(chat_messages("a b"), tokenize=False, add_generation_prompt=True)
+    text = reasoner.processor.apply_chat_template(
+        chat_messages("a b"), tokenize=False, add_generation_prompt=True
+    )
     assert text.count("<|image_pad|>") == 1

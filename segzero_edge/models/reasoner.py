@@ -22,8 +22,14 @@ from segzero_edge.runtime.decoder import GenerationConfig
 
 __all__ = ["GenerationConfig", "TorchEncoded", "TorchIds", "TorchReasoner"]
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
 
 
 @dataclass
@@ -87,8 +93,9 @@ def _model_class(config: Any) -> type:
 class TorchReasoner:
     """Implements the `Reasoner` protocol with transformers. Build with `from_pretrained`."""
 
-    def __init__(self, model: Any, processor: Any, *, config: GenerationConfig | None = None,
-                 source: str = "") -> None:
+    def __init__(
+        self, model: Any, processor: Any, *, config: GenerationConfig | None = None, source: str = ""
+    ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.config = config or GenerationConfig()
@@ -165,12 +172,18 @@ class TorchReasoner:
     def prompt_inputs(self, encoded: TorchEncoded, query: str) -> dict[str, torch.Tensor]:
         """Processor outputs for one query (input_ids, attention_mask, mm_token_type_ids,
         pixel_values, image_grid_thw)."""
-        text = self.processor.apply_chat_template(chat_messages(query), tokenize=False, add_generation_prompt=True)
+        text = self.processor.apply_chat_template(
+            chat_messages(query), tokenize=False, add_generation_prompt=True
+        )
         inputs = self.processor(text=[text], images=[encoded.image], return_tensors="pt")
         return {k: v.to(self.device) for k, v in inputs.items()}
 
     def generate_ids(
-        self, encoded: TorchEncoded, query: str, config: GenerationConfig | None = None, *,
+        self,
+        encoded: TorchEncoded,
+        query: str,
+        config: GenerationConfig | None = None,
+        *,
         return_logits: bool = False,
     ) -> TorchIds:
         """HF `generate` for one query: prompt and new ids, timings, optionally the raw logits.
@@ -234,5 +247,7 @@ class TorchReasoner:
         if overrides:
             cfg = replace(cfg, **overrides)
         out = self.generate_ids(encoded, query, cfg)
-        text = self.processor.tokenizer.decode(out.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        text = self.processor.tokenizer.decode(
+            out.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
         return Generation(text=text, prefill_ms=out.prefill_ms, decode_ms=out.decode_ms, tokens=len(out.ids))
