@@ -203,7 +203,7 @@ class TorchReasoner:
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
             # explicit, so a checkpoint's generation_config (Qwen ships top_k=1) cannot change the sampler
-            "top_k": None,
+            "top_k": 0,  # 0 = off; None would fall back to the checkpoint's or HF's default (50)
             "top_p": cfg.top_p if not cfg.greedy else None,
             "temperature": cfg.temperature if not cfg.greedy else None,
             "streamer": timer,
