@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EngineError", "OrtReasoner", "OrtSegmenter", "ReasoningSegmenter", "Result"]
+__all__ = ["EngineError", "GenerationConfig", "OrtReasoner", "OrtSegmenter", "ReasoningSegmenter", "Result"]
 
 _LAZY = {
     "ReasoningSegmenter": ("segzero_edge.runtime.api", "ReasoningSegmenter"),
     "OrtReasoner": ("segzero_edge.runtime.reasoner", "OrtReasoner"),
     "OrtSegmenter": ("segzero_edge.runtime.segmenter", "OrtSegmenter"),
     "EngineError": ("segzero_edge.manifest", "EngineError"),
+    "GenerationConfig": ("segzero_edge.runtime.decoder", "GenerationConfig"),
     "Result": ("segzero_edge.pipeline", "Result"),
 }
 
