@@ -10,13 +10,16 @@ check and the parity tests / `export.verify_segmenter` as the measurement.
 
 Per config: export once (fp32 graphs; int8 and fp16 derived from them), then time
 `encode(image)` and `decode(embedding, box, points)` end to end (numpy preprocessing and
-mask upsampling included: both back ends share them), round-robin across back ends so that
-machine noise hits them alike. Prints a markdown table with medians and ratios to torch.
+mask upsampling included: every back end does them). Back ends are loaded one at a time
+(hiera-l's sessions do not all fit in 24 GB together) in passes of alternating order, so
+that drift on a shared machine hits them alike. Prints a markdown table with medians and
+ratios to torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import statistics
 import tempfile
@@ -64,7 +67,9 @@ def build_model(name: str) -> Any:
         raise SystemExit(f"unknown config {name!r}; choose from tiny, {', '.join(HIERA)}")
     backbone = Sam2HieraDetConfig(**HIERA[name])
     channels = list(reversed(backbone.embed_dim_per_stage))
-    config = Sam2Config(vision_config=Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=channels))
+    config = Sam2Config(
+        vision_config=Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=channels)
+    )
     torch.manual_seed(0)
     return Sam2Model(config).eval()
 
@@ -105,91 +110,151 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
-    from segzero_edge.models.segmenter import TorchSegmenter
+def _groups(dirs: dict[str, Path]) -> list[tuple[str, Path | None, dict[str, Path | None]]]:
+    """(label, encoder graph, {row label: decoder graph}): one encoder session per group, its
+    decoders timed on the same embeddings (int8 also with the int8 decoder export_segmenter skips)."""
     from segzero_edge.runtime import segmenter_io as io
+
+    groups: list[tuple[str, Path | None, dict[str, Path | None]]] = [
+        ("torch eager", None, {"torch eager": None})
+    ]
+    fp32_decoder = dirs["fp32"] / io.DECODER_FILE
+    for precision, folder in dirs.items():
+        encoder, decoder = folder / io.ENCODER_FILE, folder / io.DECODER_FILE
+        if precision == "int8":
+            decoders = {"ort int8 (dec fp32)": fp32_decoder, "ort int8 (dec int8)": decoder}
+        else:
+            decoders = {f"ort {precision}": decoder}
+        groups.append((f"ort {precision}", encoder, decoders))
+    return groups
+
+
+def _load_group(
+    model: Any, encoder: Path | None, decoders: dict[str, Path | None], threads: int | None
+) -> dict:
+    """{row label: segmenter}, the ORT ones sharing one encoder session."""
+    import copy
+
+    from segzero_edge.runtime.providers import create_session
     from segzero_edge.runtime.segmenter import OrtSegmenter
 
+    from segzero_edge.models.segmenter import TorchSegmenter
+
+    if encoder is None:
+        return {label: TorchSegmenter(model) for label in decoders}
+    labels = list(decoders)
+    first = OrtSegmenter(encoder, decoders[labels[0]], threads=threads)
+    out = {labels[0]: first}
+    for label in labels[1:]:
+        other = copy.copy(first)
+        other.decoder = create_session(decoders[label], "cpu", threads=threads)
+        out[label] = other
+    return out
+
+
+def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     t0 = time.perf_counter()
     model = build_model(name)
     params = sum(p.numel() for p in model.parameters()) / 1e6
+    rng = np.random.default_rng(0)
+    height, width = args.image
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    box = [width // 5, height // 5, 4 * width // 5, 4 * height // 5]
+    points = [[width // 3, height // 2], [2 * width // 3, height // 2]]
     with tempfile.TemporaryDirectory(prefix=f"bench-sam2-{name}-") as tmp:
         dirs = export_all(model, Path(tmp), args.precisions)
+        gc.collect()
         export_s = time.perf_counter() - t0
-        backends: dict[str, Any] = {"torch eager": TorchSegmenter(model)}
-        mixed = {}
-        for precision, folder in dirs.items():
-            encoder, decoder = folder / io.ENCODER_FILE, folder / io.DECODER_FILE
-            fp32_decoder = dirs["fp32"] / io.DECODER_FILE
-            if precision == "int8":
-                backends["ort int8 (dec fp32)"] = OrtSegmenter(encoder, fp32_decoder, threads=args.threads)
-                backends["ort int8 (dec int8)"] = OrtSegmenter(encoder, decoder, threads=args.threads)
-            else:
-                backends[f"ort {precision}"] = OrtSegmenter(encoder, decoder, threads=args.threads)
-            mixed[precision] = (_mb(encoder), _mb(decoder))
-        rng = np.random.default_rng(0)
-        height, width = args.image
-        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-        box = [width // 5, height // 5, 4 * width // 5, 4 * height // 5]
-        points = [[width // 3, height // 2], [2 * width // 3, height // 2]]
-        enc_ms: dict[str, list[float]] = {k: [] for k in backends}
-        dec_ms: dict[str, list[float]] = {k: [] for k in backends}
+        groups = _groups(dirs)
+        enc_ms: dict[str, list[float]] = collections.defaultdict(list)
+        dec_ms: dict[str, list[float]] = collections.defaultdict(list)
         outputs: dict[str, Any] = {}
-        for _ in range(args.warmup):
-            for key, seg in backends.items():
-                outputs[key] = seg.decode(seg.encode(image), box, points)
-        for _ in range(args.repeats):  # round-robin: drift on a shared machine hits all back ends alike
-            for key, seg in backends.items():
-                ms, embedding = _time(lambda seg=seg: seg.encode(image))
-                enc_ms[key].append(ms)
-                for _ in range(args.decode_repeats):
-                    ms, outputs[key] = _time(lambda seg=seg, e=embedding: seg.decode(e, box, points))
-                    dec_ms[key].append(ms)
+        sizes: dict[str, tuple[float | None, float | None]] = {}
+        # Each pass loads one group at a time (hiera-l's fp32 encoder session alone holds
+        # several GB); passes alternate the order so that drift on a shared machine evens out.
+        for index in range(args.passes):
+            for _group, encoder, decoders in groups if index % 2 == 0 else groups[::-1]:
+                segs = _load_group(model, encoder, decoders, args.threads)
+                first = next(iter(segs.values()))
+                for _ in range(args.warmup):
+                    embedding = first.encode(image)
+                    for seg in segs.values():
+                        seg.decode(embedding, box, points)
+                for _ in range(args.repeats):
+                    ms, embedding = _time(lambda seg=first: seg.encode(image))
+                    for label, seg in segs.items():
+                        enc_ms[label].append(ms)
+                        for _ in range(args.decode_repeats):
+                            ms_dec, outputs[label] = _time(
+                                lambda seg=seg, e=embedding: seg.decode(e, box, points)
+                            )
+                            dec_ms[label].append(ms_dec)
+                for label, path in decoders.items():
+                    sizes[label] = (
+                        (_mb(encoder), _mb(path))
+                        if encoder is not None and path is not None
+                        else (None, None)
+                    )
+                del segs, first, embedding
+                gc.collect()
         ref_masks, ref_scores = outputs["torch eager"]
         ref_best = int(np.argmax(ref_scores))
         enc_ref, dec_ref = statistics.median(enc_ms["torch eager"]), statistics.median(dec_ms["torch eager"])
-        for key in backends:
-            masks, scores = outputs[key]
-            best = int(np.argmax(scores))
-            precision = None if key == "torch eager" else key.split()[1]
-            sizes = mixed.get(precision, (None, None)) if precision else (None, None)
-            if key == "ort int8 (dec fp32)":
-                sizes = (sizes[0], mixed["fp32"][1])
-            enc, dec = statistics.median(enc_ms[key]), statistics.median(dec_ms[key])
-            rows.append(
-                {
-                    "config": f"{name} ({params:.1f}M)",
-                    "backend": key,
-                    "encode_ms": enc,
-                    "decode_ms": dec,
-                    "encode_x": enc_ref / enc,
-                    "decode_x": dec_ref / dec,
-                    "iou": _iou(masks[best], ref_masks[ref_best]),
-                    "same": best == ref_best,
-                    "enc_mb": sizes[0],
-                    "dec_mb": sizes[1],
-                }
-            )
-        print(f"[{name}] export+convert {export_s:.0f}s, timing {time.perf_counter() - t0 - export_s:.0f}s", flush=True)
-        del backends, model
-        gc.collect()
+        for _group, _encoder, decoders in groups:
+            for label in decoders:
+                masks, scores = outputs[label]
+                best = int(np.argmax(scores))
+                enc, dec = statistics.median(enc_ms[label]), statistics.median(dec_ms[label])
+                rows.append(
+                    {
+                        "config": f"{name} ({params:.1f}M)",
+                        "backend": label,
+                        "encode_ms": enc,
+                        "decode_ms": dec,
+                        "encode_x": enc_ref / enc,
+                        "decode_x": dec_ref / dec,
+                        "iou": _iou(masks[best], ref_masks[ref_best]),
+                        "same": best == ref_best,
+                        "enc_mb": sizes[label][0],
+                        "dec_mb": sizes[label][1],
+                    }
+                )
+        print(
+            f"[{name}] export+convert {export_s:.0f}s, timing {time.perf_counter() - t0 - export_s:.0f}s",
+            flush=True,
+        )
+    del model
+    gc.collect()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", default="tiny,hiera-t", help="comma list: tiny, hiera-t, hiera-s, hiera-b+, hiera-l")
-    parser.add_argument("--precisions", default="fp32,int8,fp16", help="comma list of ONNX precisions to time")
-    parser.add_argument("--repeats", type=int, default=5, help="timed encodes per back end")
+    parser.add_argument(
+        "--configs", default="tiny,hiera-t", help="comma list: tiny, hiera-t, hiera-s, hiera-b+, hiera-l"
+    )
+    parser.add_argument(
+        "--precisions", default="fp32,int8,fp16", help="comma list of ONNX precisions to time"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed encodes per back end and pass")
+    parser.add_argument(
+        "--passes", type=int, default=2, help="passes over the back ends, in alternating order"
+    )
     parser.add_argument("--decode-repeats", type=int, default=5, help="timed decodes per encode")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed encode+decode per back end first")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
-    parser.add_argument("--image", type=int, nargs=2, default=(480, 640), metavar=("H", "W"), help="image size")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed encode+decode per back end and pass first"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)"
+    )
+    parser.add_argument(
+        "--image", type=int, nargs=2, default=(480, 640), metavar=("H", "W"), help="image size"
+    )
     args = parser.parse_args(argv)
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if "fp32" not in args.precisions:
         args.precisions.insert(0, "fp32")
-    if args.repeats < 1 or args.decode_repeats < 1:
-        parser.error("--repeats and --decode-repeats must be >= 1")
+    if min(args.repeats, args.decode_repeats, args.passes) < 1:
+        parser.error("--repeats, --decode-repeats and --passes must be >= 1")
 
     import os
 
@@ -197,14 +262,17 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), cpu count {os.cpu_count()}, "
-        f"image {args.image[0]}x{args.image[1]}, repeats {args.repeats} encode / {args.repeats * args.decode_repeats} decode",
+        f"image {args.image[0]}x{args.image[1]}, per back end {args.passes * args.repeats} timed encodes, "
+        f"{args.passes * args.repeats * args.decode_repeats} timed decodes ({args.passes} passes)",
         flush=True,
     )
     rows: list[dict[str, Any]] = []
     for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
         bench_config(name, args, rows)
     print()
-    print("| config | backend | encode ms | decode ms | encode × torch | decode × torch | best-mask IoU vs torch | same mask | encoder MB | decoder MB |")
+    print(
+        "| config | backend | encode ms | decode ms | encode × torch | decode × torch | best-mask IoU vs torch | same mask | encoder MB | decoder MB |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|:-:|---:|---:|")
     for r in rows:
         enc_mb = f"{r['enc_mb']:.1f}" if r["enc_mb"] is not None else "—"

@@ -28,7 +28,9 @@ class PlanConfig:
 
     fp16: bool = field(default=False, metadata={"help": "let TensorRT pick fp16 kernels where faster"})
     workspace_gib: float = field(default=4.0, metadata={"help": "builder scratch memory limit (GiB)"})
-    optimization_level: int = field(default=3, metadata={"help": "builder optimisation level 0..5 (3 = TensorRT's default)"})
+    optimization_level: int = field(
+        default=3, metadata={"help": "builder optimisation level 0..5 (3 = TensorRT's default)"}
+    )
     strongly_typed: bool = field(
         default=False,
         metadata={"help": "keep the ONNX graph's own dtypes (for fp16-exported graphs); excludes fp16=True"},
@@ -62,21 +64,29 @@ def _check_profile(network: Any, profile: Profile) -> None:
     inputs = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}
     for name, shapes in profile.items():
         if name not in inputs:
-            raise ValueError(f"profile names input {name!r}, which the graph lacks (inputs: {sorted(inputs)})")
+            raise ValueError(
+                f"profile names input {name!r}, which the graph lacks (inputs: {sorted(inputs)})"
+            )
         if len(shapes) != 3:
             raise ValueError(f"profile for {name!r} must be (min, opt, max) shapes, got {shapes!r}")
         lo, opt, hi = (tuple(int(d) for d in s) for s in shapes)
         rank = len(inputs[name])
         if not len(lo) == len(opt) == len(hi) == rank:
-            raise ValueError(f"profile shapes for {name!r} must have rank {rank} (graph shape {inputs[name]}), got {shapes!r}")
-        if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
+            raise ValueError(
+                f"profile shapes for {name!r} must have rank {rank} (graph shape {inputs[name]}), got {shapes!r}"
+            )
+        if not all(a <= b <= c for a, b, c in zip(lo, opt, hi, strict=True)):
             raise ValueError(f"profile for {name!r} needs min <= opt <= max per dimension, got {shapes!r}")
-        for dim, (graph_dim, a, c) in enumerate(zip(inputs[name], lo, hi)):
+        for dim, (graph_dim, a, c) in enumerate(zip(inputs[name], lo, hi, strict=True)):
             if graph_dim >= 0 and not a == c == graph_dim:
-                raise ValueError(f"{name!r} dim {dim} is static ({graph_dim}) in the graph; the profile gives {a}..{c}")
+                raise ValueError(
+                    f"{name!r} dim {dim} is static ({graph_dim}) in the graph; the profile gives {a}..{c}"
+                )
     dynamic = [n for n, s in inputs.items() if any(d < 0 for d in s) and n not in profile]
     if dynamic:
-        raise ValueError(f"inputs {dynamic} have dynamic dimensions but no profile: add (min, opt, max) shapes")
+        raise ValueError(
+            f"inputs {dynamic} have dynamic dimensions but no profile: add (min, opt, max) shapes"
+        )
 
 
 def build_plan(
@@ -168,6 +178,10 @@ def build_engine_plans(
     out: dict[str, Any] = {"tensorrt": tensorrt_version()}
     if "segmenter" in components:
         out["segmenter"] = build_segmenter_plans(
-            root / "segmenter", root / "trt", meta=components["segmenter"], fp16=fp16, timing_cache=timing_cache
+            root / "segmenter",
+            root / "trt",
+            meta=components["segmenter"],
+            fp16=fp16,
+            timing_cache=timing_cache,
         )
     return out

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-
 from segzero_edge.runtime.sam_preprocess import resize_antialiased
 
 #: Image sizes (H, W) cycled through by `verify_segmenter`: landscape, portrait, square, tiny, wide.
@@ -25,17 +24,29 @@ IMAGE_SIZES = ((480, 640), (768, 512), (1024, 1024), (150, 200), (300, 1100), (1
 class ParityThresholds:
     """Bounds a runtime must meet against the reference."""
 
-    max_abs_logit_diff: float = field(default=1e-3, metadata={"help": "largest |Δ| of any low-res mask logit"})
+    max_abs_logit_diff: float = field(
+        default=1e-3, metadata={"help": "largest |Δ| of any low-res mask logit"}
+    )
     max_rel_logit_diff: float | None = field(
         default=None, metadata={"help": "largest |Δ logit| / max |logit| (None: not checked)"}
     )
-    mean_mask_iou: float = field(default=0.99, metadata={"help": "smallest mean IoU of the masks (same index)"})
-    min_mask_iou: float = field(default=0.99, metadata={"help": "smallest IoU of any mask (same index, original size)"})
-    index_agreement: float = field(default=1.0, metadata={"help": "share of prompts where both pick the same mask"})
+    mean_mask_iou: float = field(
+        default=0.99, metadata={"help": "smallest mean IoU of the masks (same index)"}
+    )
+    min_mask_iou: float = field(
+        default=0.99, metadata={"help": "smallest IoU of any mask (same index, original size)"}
+    )
+    index_agreement: float = field(
+        default=1.0, metadata={"help": "share of prompts where both pick the same mask"}
+    )
 
     def __post_init__(self) -> None:
-        if self.max_abs_logit_diff < 0 or (self.max_rel_logit_diff is not None and self.max_rel_logit_diff < 0):
-            raise ValueError(f"logit bounds must be >= 0, got {self.max_abs_logit_diff}, {self.max_rel_logit_diff}")
+        if self.max_abs_logit_diff < 0 or (
+            self.max_rel_logit_diff is not None and self.max_rel_logit_diff < 0
+        ):
+            raise ValueError(
+                f"logit bounds must be >= 0, got {self.max_abs_logit_diff}, {self.max_rel_logit_diff}"
+            )
         for name in ("mean_mask_iou", "min_mask_iou", "index_agreement"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -45,11 +56,17 @@ class ParityThresholds:
 #: Bounds per encoder precision (the decoder fp32 unless said otherwise), set from the figures
 #: measured on the tiny test model with margin (see tests/test_segmenter_export.py). Its
 #: random weights give logits up to ~125, about 4× a trained SAM2's, so absolute logit
-#: differences read 4× larger than they would on a real checkpoint.
+#: differences read 4× larger than they would on a real checkpoint: fp32 reaches 1.0e-3
+#: over 24 prompts (8e-6 relative, float32 reassociation through ~20 layers), hence the
+#: relative bound with an absolute backstop.
 THRESHOLDS = {
-    "fp32": ParityThresholds(max_abs_logit_diff=1e-3, max_rel_logit_diff=2e-5),
-    "fp16": ParityThresholds(max_abs_logit_diff=2.5, mean_mask_iou=0.995, min_mask_iou=0.97, index_agreement=0.9),
-    "int8": ParityThresholds(max_abs_logit_diff=25.0, mean_mask_iou=0.95, min_mask_iou=0.8, index_agreement=0.75),
+    "fp32": ParityThresholds(max_abs_logit_diff=5e-3, max_rel_logit_diff=2e-5),
+    "fp16": ParityThresholds(
+        max_abs_logit_diff=2.5, mean_mask_iou=0.995, min_mask_iou=0.97, index_agreement=0.9
+    ),
+    "int8": ParityThresholds(
+        max_abs_logit_diff=25.0, mean_mask_iou=0.95, min_mask_iou=0.8, index_agreement=0.75
+    ),
 }
 
 
@@ -104,7 +121,9 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A smooth random RGB image with some noise: blobs and edges, not only white noise."""
-    coarse = rng.uniform(0, 255, size=(int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3)).astype(np.float32)
+    coarse = rng.uniform(0, 255, size=(int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3)).astype(
+        np.float32
+    )
     smooth = resize_antialiased(coarse, height, width)
     noisy = smooth + rng.normal(0, 12, size=(height, width, 3)).astype(np.float32)
     return np.clip(noisy, 0, 255).astype(np.uint8)
@@ -115,7 +134,9 @@ def random_prompt(rng: np.random.Generator, height: int, width: int) -> tuple[li
     xs = np.sort(rng.choice(width, size=2, replace=False)) if width > 1 else np.array([0, 0])
     ys = np.sort(rng.choice(height, size=2, replace=False)) if height > 1 else np.array([0, 0])
     box = [int(xs[0]), int(ys[0]), int(xs[1]), int(ys[1])]
-    points = [[int(rng.integers(box[0], box[2] + 1)), int(rng.integers(box[1], box[3] + 1))] for _ in range(2)]
+    points = [
+        [int(rng.integers(box[0], box[2] + 1)), int(rng.integers(box[1], box[3] + 1))] for _ in range(2)
+    ]
     return box, points
 
 
@@ -150,7 +171,7 @@ def verify_segmenter(
             scale = max(scale, float(np.abs(ref_logits).max()))
             ref_masks, _ = torch_segmenter.decode(ref_embedding, box, points)
             run_masks, _ = ort_segmenter.decode(run_embedding, box, points)
-            ious.extend(mask_iou(a, b) for a, b in zip(ref_masks, run_masks))
+            ious.extend(mask_iou(a, b) for a, b in zip(ref_masks, run_masks, strict=True))
             ref_best, run_best = int(np.argmax(ref_scores)), int(np.argmax(run_scores))
             same += ref_best == run_best
             best_ious.append(mask_iou(ref_masks[ref_best], run_masks[run_best]))
@@ -184,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=3, help="random prompts per image")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args(argv)
-    from segzero_edge.models.segmenter import TorchSegmenter
     from segzero_edge.runtime.segmenter import OrtSegmenter
+
+    from segzero_edge.models.segmenter import TorchSegmenter
 
     report = verify_segmenter(
         TorchSegmenter.from_pretrained(args.source),

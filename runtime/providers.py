@@ -27,7 +27,9 @@ def _ort() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise ImportError("the ONNX runtime back end needs onnxruntime: pip install 'segzero-edge[cpu]'") from exc
+        raise ImportError(
+            "the ONNX runtime back end needs onnxruntime: pip install 'segzero-edge[cpu]'"
+        ) from exc
     return onnxruntime
 
 
@@ -116,7 +118,9 @@ def create_session(
         raise FileNotFoundError(f"ONNX graph not found: {path}")
     providers = execution_providers(provider, **provider_options)
     session = ort.InferenceSession(
-        str(path), sess_options=session_options(threads=threads, optimization=optimization), providers=providers
+        str(path),
+        sess_options=session_options(threads=threads, optimization=optimization),
+        providers=providers,
     )
     wanted = _EXECUTION_PROVIDERS[provider][0]
     if wanted not in session.get_providers():

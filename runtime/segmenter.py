@@ -26,7 +26,9 @@ def check_meta(meta: dict[str, Any]) -> dict[str, Any]:
             f"this runtime implements SAM2's {io.IMAGE_SIZE} / {io.LOW_RES_SIZE}"
         )
     if len(meta["image_mean"]) != 3 or len(meta["image_std"]) != 3:
-        raise ValueError(f"image_mean/image_std must have 3 values, got {meta['image_mean']} / {meta['image_std']}")
+        raise ValueError(
+            f"image_mean/image_std must have 3 values, got {meta['image_mean']} / {meta['image_std']}"
+        )
     return meta
 
 
@@ -56,12 +58,19 @@ class GraphSegmenter:
         height, width = check_image(image)
         pixels = preprocess_image(image, int(self.meta["image_size"]), self._mean, self._std)
         outputs = self._run_encoder(pixels)
-        return io.SamEmbedding(features=dict(zip(io.ENCODER_OUTPUTS, outputs)), height=height, width=width)
+        return io.SamEmbedding(
+            features=dict(zip(io.ENCODER_OUTPUTS, outputs, strict=True)), height=height, width=width
+        )
 
     def decode(
         self, embedding: io.SamEmbedding, box: Sequence[float], points: Sequence[Sequence[float]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Box + positive points (original pixels) → masks [3, H, W] bool, scores [3] float32."""
+        """Box + positive points (original pixels) → masks [3, H, W] bool, scores [3] float32.
+
+        The box and points are clipped into the image and the box corners ordered; a
+        degenerate (zero-width or -height) box is kept as a box (`sam_preprocess.clip_prompt`).
+        Wrong shapes or non-finite values raise ValueError.
+        """
         logits, scores = self.decode_low_res(embedding, box, points)
         return masks_from_logits(logits, embedding.height, embedding.width, self._threshold), scores
 
@@ -70,8 +79,12 @@ class GraphSegmenter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The decoder's raw output: logits [3, 256, 256] float32 and IoU scores [3] float32."""
         if not isinstance(embedding, io.SamEmbedding):
-            raise ValueError(f"decode needs the SamEmbedding that encode() returned, got {type(embedding).__name__}")
-        coords, labels = prompt_arrays(box, points, embedding.height, embedding.width, int(self.meta["image_size"]))
+            raise ValueError(
+                f"decode needs the SamEmbedding that encode() returned, got {type(embedding).__name__}"
+            )
+        coords, labels = prompt_arrays(
+            box, points, embedding.height, embedding.width, int(self.meta["image_size"])
+        )
         if self._max_points is not None and coords.shape[1] > self._max_points:
             raise ValueError(
                 f"{len(points)} points + box + pad make {coords.shape[1]} prompt points; the decoder was "
@@ -95,7 +108,9 @@ class GraphSegmenter:
         self._embedding = self.encode(image)
         return self._embedding
 
-    def segment(self, box: Sequence[float], points: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    def segment(
+        self, box: Sequence[float], points: Sequence[Sequence[float]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """`decode` against the image given to `set_image`."""
         if self._embedding is None:
             raise RuntimeError("call set_image(image) before segment(box, points)")
@@ -131,7 +146,9 @@ def component_files(folder: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
 
     files = meta.get("files", {})
     if "encoder" not in files or "decoder" not in files:
-        raise EngineError(f"the segmenter metadata lists no encoder/decoder files (has {sorted(files)}): re-export")
+        raise EngineError(
+            f"the segmenter metadata lists no encoder/decoder files (has {sorted(files)}): re-export"
+        )
     paths = (folder / files["encoder"], folder / files["decoder"])
     for p in paths:
         if not p.is_file():

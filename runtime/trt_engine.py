@@ -26,9 +26,21 @@ class _CudaRuntime:
     def __init__(self) -> None:
         self.lib = self._load()
         self.lib.cudaGetErrorString.restype = ctypes.c_char_p
-        for name in ("cudaMalloc", "cudaFree", "cudaMemcpyAsync", "cudaStreamCreate", "cudaStreamSynchronize"):
+        for name in (
+            "cudaMalloc",
+            "cudaFree",
+            "cudaMemcpyAsync",
+            "cudaStreamCreate",
+            "cudaStreamSynchronize",
+        ):
             getattr(self.lib, name).restype = ctypes.c_int
-        self.lib.cudaMemcpyAsync.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+        self.lib.cudaMemcpyAsync.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_void_p,
+        ]
 
     @staticmethod
     def _load() -> ctypes.CDLL:
@@ -37,7 +49,9 @@ class _CudaRuntime:
         if found:
             names.insert(0, found)
         # pip's nvidia-cuda-runtime-cu12 (a TensorRT dependency) and the usual CUDA install.
-        roots = [os.path.join(p, "nvidia", "cuda_runtime", "lib") for p in sys.path] + ["/usr/local/cuda/lib64"]
+        roots = [os.path.join(p, "nvidia", "cuda_runtime", "lib") for p in sys.path] + [
+            "/usr/local/cuda/lib64"
+        ]
         names += sorted(f for root in roots for f in glob.glob(os.path.join(root, "libcudart.so*")))
         errors = []
         for name in names:
@@ -131,7 +145,9 @@ class TrtEngine:
             array = np.ascontiguousarray(feeds[name], dtype=self.dtypes[name])
             hosts[name] = array
             if not self.context.set_input_shape(name, array.shape):
-                raise ValueError(f"input {name!r} shape {array.shape} is outside the plan's optimisation profile")
+                raise ValueError(
+                    f"input {name!r} shape {array.shape} is outside the plan's optimisation profile"
+                )
             ptr = self._buffer(name, array.nbytes)
             self.context.set_tensor_address(name, ptr)
             self._cuda.copy(ptr, array.ctypes.data, array.nbytes, _H2D, self._stream)

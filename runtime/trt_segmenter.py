@@ -19,7 +19,9 @@ TRT_DIR = "trt"
 class TrtSegmenter(GraphSegmenter):
     """SAM2 encoder + decoder TensorRT plans (built by `export.segmenter.build_segmenter_plans`)."""
 
-    def __init__(self, encoder_plan: str | Path, decoder_plan: str | Path, meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, encoder_plan: str | Path, decoder_plan: str | Path, meta: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(meta)
         self.provider = "tensorrt"
         self.encoder = TrtEngine(encoder_plan)

@@ -8,7 +8,7 @@ import functools
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -16,24 +16,28 @@ _ROOT = Path(tempfile.mkdtemp(prefix="segzero-segmenter-tests-"))
 atexit.register(shutil.rmtree, _ROOT, True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_segmenter_dir() -> Path:
     from segzero_edge.testing import cached_tiny_models
 
     return cached_tiny_models(seed=0).segmenter
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torch_segmenter() -> Any:
     """The reference, with encodes memoized per image (the tests encode the same images for
     every precision; the tiny Hiera takes ~1.5 s per image on this CPU)."""
     from segzero_edge.models.segmenter import TorchSegmenter
 
     class MemoSegmenter(TorchSegmenter):
-        _memo: dict[tuple, Any] = {}
+        _memo: ClassVar[dict[tuple, Any]] = {}
 
         def encode(self, image):
-            key = (getattr(image, "shape", None), hash(image.tobytes())) if isinstance(image, np.ndarray) else None
+            key = (
+                (getattr(image, "shape", None), hash(image.tobytes()))
+                if isinstance(image, np.ndarray)
+                else None
+            )
             if key is None or key not in self._memo:
                 result = super().encode(image)
                 if key is None:
@@ -44,7 +48,7 @@ def torch_segmenter() -> Any:
     return MemoSegmenter.from_pretrained(tiny_segmenter_dir())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def exported(precision: str) -> tuple[Path, dict[str, Any]]:
     """(folder with encoder.onnx + decoder.onnx, component metadata) for one precision;
     fp16/int8 are converted from the fp32 export (`fp32_dir`) rather than exported again."""
@@ -56,7 +60,7 @@ def exported(precision: str) -> tuple[Path, dict[str, Any]]:
     return out, meta
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ort_segmenter(precision: str) -> Any:
     from segzero_edge.runtime.segmenter import OrtSegmenter
 

@@ -10,7 +10,6 @@ import onnx
 import pytest
 import torch
 from segmenter_helpers import exported, ort_segmenter, scratch, torch_segmenter
-
 from segzero_edge.export import segmenter as export_mod
 from segzero_edge.export.verify_segmenter import THRESHOLDS, ParityThresholds, verify_segmenter
 from segzero_edge.runtime import segmenter_io as io
@@ -96,7 +95,9 @@ def test_decoder_dynamic_prompt_length_matches_torch_wrapper(n_points):
     with torch.no_grad():
         ref_masks, ref_iou = export_mod.SamDecoderExport(model)(*inputs)
     session = ort_segmenter("fp32").decoder
-    masks, iou = session.run(None, {name: t.numpy() for name, t in zip(io.DECODER_INPUTS, inputs)})
+    masks, iou = session.run(
+        None, {name: t.numpy() for name, t in zip(io.DECODER_INPUTS, inputs, strict=True)}
+    )
     assert masks.shape == (1, 3, 256, 256) and iou.shape == (1, 3)
     np.testing.assert_allclose(masks, ref_masks.numpy(), atol=1e-5 * float(ref_masks.abs().max()))
     np.testing.assert_allclose(iou, ref_iou.numpy(), atol=1e-5)
@@ -118,7 +119,9 @@ def test_decoder_wrapper_reproduces_sam2_forward_prompt_encoding():
             input_boxes=torch.tensor([[box]]),
             multimask_output=True,
         )
-    np.testing.assert_allclose(masks.numpy(), out.pred_masks[:, 0].numpy(), atol=1e-5 * float(masks.abs().max()))
+    np.testing.assert_allclose(
+        masks.numpy(), out.pred_masks[:, 0].numpy(), atol=1e-5 * float(masks.abs().max())
+    )
     np.testing.assert_allclose(iou.numpy(), out.iou_scores[:, 0].numpy(), atol=1e-6)
 
 
@@ -126,9 +129,11 @@ def test_mask_input_is_used_only_when_flagged():
     model = torch_segmenter().model
     inputs = [t.numpy() for t in export_mod.example_decoder_inputs(model)]
     session = ort_segmenter("fp32").decoder
-    feeds = dict(zip(io.DECODER_INPUTS, inputs))
+    feeds = dict(zip(io.DECODER_INPUTS, inputs, strict=True))
     base = session.run(None, feeds)[0]
-    feeds[io.MASK_INPUT] = np.random.default_rng(0).normal(0, 5, feeds[io.MASK_INPUT].shape).astype(np.float32)
+    feeds[io.MASK_INPUT] = (
+        np.random.default_rng(0).normal(0, 5, feeds[io.MASK_INPUT].shape).astype(np.float32)
+    )
     np.testing.assert_array_equal(session.run(None, feeds)[0], base)  # has_mask_input = 0: ignored
     feeds[io.HAS_MASK_INPUT] = np.ones(1, np.float32)
     assert not np.allclose(session.run(None, feeds)[0], base)
@@ -144,7 +149,7 @@ def test_external_data_for_large_graphs(monkeypatch):
     import onnxruntime as ort
 
     inputs = [t.numpy() for t in export_mod.example_decoder_inputs(torch_segmenter().model)]
-    feeds = dict(zip(io.DECODER_INPUTS, inputs))
+    feeds = dict(zip(io.DECODER_INPUTS, inputs, strict=True))
     external = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, feeds)
     inline = ort_segmenter("fp32").decoder.run(None, feeds)
     np.testing.assert_array_equal(external[0], inline[0])
@@ -212,9 +217,13 @@ def test_tensorrt_plans_match_pytorch():
 
     folder, meta = exported("fp32")
     plans = scratch("plans")
-    entry = export_mod.build_segmenter_plans(folder, plans, meta=meta, fp16=False, timing_cache=plans / "timing.cache")
+    entry = export_mod.build_segmenter_plans(
+        folder, plans, meta=meta, fp16=False, timing_cache=plans / "timing.cache"
+    )
     segmenter = TrtSegmenter.from_dir(plans, meta=meta, plans=entry)
     report = verify_segmenter(torch_segmenter(), segmenter, n_images=2, n_prompts=3, precision="trt-fp32")
     print(report.summary())
     # TF32 convolutions/matmuls on Ampere+ make fp32 plans ~1e-3 relative, not 1e-6.
-    assert report.passed(ParityThresholds(max_abs_logit_diff=1.0, mean_mask_iou=0.99, min_mask_iou=0.97)), report.summary()
+    assert report.passed(ParityThresholds(max_abs_logit_diff=1.0, mean_mask_iou=0.99, min_mask_iou=0.97)), (
+        report.summary()
+    )

@@ -8,8 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from segmenter_helpers import image, torch_segmenter
-
-from segzero_edge.pipeline import Segmenter
 from segzero_edge.runtime.sam_preprocess import (
     masks_from_logits,
     preprocess_image,
@@ -17,6 +15,8 @@ from segzero_edge.runtime.sam_preprocess import (
     upsample_logits,
 )
 from segzero_edge.runtime.segmenter_io import IMAGE_MEAN, IMAGE_STD
+
+from segzero_edge.pipeline import Segmenter
 
 
 def _meta_sam2_preprocess(img: np.ndarray) -> np.ndarray:
@@ -39,7 +39,9 @@ def test_preprocess_matches_sam2_transforms(size):
 @pytest.mark.parametrize("size", [(480, 640), (100, 50), (256, 256), (1080, 1920), (1, 1), (333, 517)])
 def test_upsample_matches_post_process_masks(size):
     logits = np.random.default_rng(0).normal(0, 5, (3, 256, 256)).astype(np.float32)
-    ref = F.interpolate(torch.from_numpy(logits)[None], size=size, mode="bilinear", align_corners=False)[0].numpy()
+    ref = F.interpolate(torch.from_numpy(logits)[None], size=size, mode="bilinear", align_corners=False)[
+        0
+    ].numpy()
     ours = upsample_logits(logits, *size)
     np.testing.assert_allclose(ours, ref, atol=1e-5 * np.abs(logits).max(), rtol=0)
     np.testing.assert_array_equal(masks_from_logits(logits, *size), ref > 0)
@@ -86,7 +88,8 @@ def test_bad_prompts_raise_value_error(box, points, match):
 
 
 @pytest.mark.parametrize(
-    "bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 3), np.float32), [[1]]]
+    "bad",
+    [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 3), np.float32), [[1]]],
 )
 def test_bad_images_raise_value_error(bad):
     with pytest.raises(ValueError, match="image must be"):
@@ -107,9 +110,11 @@ def test_decode_contract_and_reference_forward():
     with torch.no_grad():
         out = model(
             pixel_values=torch.from_numpy(preprocess_image(img)),
-            input_points=torch.tensor([[[[120.0, 100.0], [300.0, 200.0]]]]) * torch.tensor([1024 / 500, 1024 / 300]),
+            input_points=torch.tensor([[[[120.0, 100.0], [300.0, 200.0]]]])
+            * torch.tensor([1024 / 500, 1024 / 300]),
             input_labels=torch.tensor([[[1, 1]]]),
-            input_boxes=torch.tensor([[[50.0, 40.0, 400.0, 260.0]]]) * torch.tensor([1024 / 500, 1024 / 300] * 2),
+            input_boxes=torch.tensor([[[50.0, 40.0, 400.0, 260.0]]])
+            * torch.tensor([1024 / 500, 1024 / 300] * 2),
             multimask_output=True,
         )
     ref = F.interpolate(out.pred_masks[0], (300, 500), mode="bilinear", align_corners=False)[0] > 0

@@ -66,7 +66,9 @@ class TorchSegmenter:
         self.dtype = next(model.parameters()).dtype
         size = model.config.prompt_encoder_config.image_size
         if size != IMAGE_SIZE:
-            raise ValueError(f"this segmenter expects SAM2's {IMAGE_SIZE} input size, the model config has {size}")
+            raise ValueError(
+                f"this segmenter expects SAM2's {IMAGE_SIZE} input size, the model config has {size}"
+            )
         self._embedding: SamEmbedding | None = None
 
     @classmethod
@@ -87,15 +89,25 @@ class TorchSegmenter:
         height, width = check_image(image)
         pixels = torch.from_numpy(preprocess_image(image)).to(self.device, self.dtype)
         features = self.model.get_image_embeddings(pixels)
-        return SamEmbedding(features=dict(zip(ENCODER_OUTPUTS, features)), height=height, width=width)
+        return SamEmbedding(
+            features=dict(zip(ENCODER_OUTPUTS, features, strict=True)), height=height, width=width
+        )
 
     def decode(
         self, embedding: SamEmbedding, box: Sequence[float], points: Sequence[Sequence[float]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Box + positive points (original pixels) → masks [3, H, W] bool, scores [3] float32."""
+        """Box + positive points (original pixels) → masks [3, H, W] bool, scores [3] float32.
+
+        The box and points are clipped into the image and the box corners ordered; a
+        degenerate (zero-width or -height) box is kept as a box (`sam_preprocess.clip_prompt`).
+        Wrong shapes or non-finite values raise ValueError.
+        """
         logits, scores = self.decode_low_res(embedding, box, points)
         masks = F.interpolate(
-            torch.from_numpy(logits)[None], (embedding.height, embedding.width), mode="bilinear", align_corners=False
+            torch.from_numpy(logits)[None],
+            (embedding.height, embedding.width),
+            mode="bilinear",
+            align_corners=False,
         )[0]
         return (masks > MASK_THRESHOLD).numpy(), scores
 
@@ -109,7 +121,9 @@ class TorchSegmenter:
         the transformers code path the exported decoder must reproduce.
         """
         if not isinstance(embedding, SamEmbedding):
-            raise ValueError(f"decode needs the SamEmbedding that encode() returned, got {type(embedding).__name__}")
+            raise ValueError(
+                f"decode needs the SamEmbedding that encode() returned, got {type(embedding).__name__}"
+            )
         height, width = embedding.height, embedding.width
         clipped_box, pts = clip_prompt(check_box(box), check_points(points), height, width)
         as_tensor = lambda a: torch.from_numpy(a).to(self.device, self.dtype)  # noqa: E731
@@ -136,7 +150,9 @@ class TorchSegmenter:
         self._embedding = self.encode(image)
         return self._embedding
 
-    def segment(self, box: Sequence[float], points: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    def segment(
+        self, box: Sequence[float], points: Sequence[Sequence[float]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """`decode` against the image given to `set_image`."""
         if self._embedding is None:
             raise RuntimeError("call set_image(image) before segment(box, points)")
