@@ -35,6 +35,9 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
             raise ValueError(f"block_size must be a power of two ≥ 16, got {self.block_size}")
+        if self.tensorrt and self.segmenter_precision == "int8":
+            # TensorRT has no kernels for onnxruntime's dynamic-int8 ops; plans are built fp16.
+            raise ValueError("--tensorrt needs --segmenter-precision fp32 or fp16 (TensorRT builds fp16 plans itself)")
 
 
 def _chmod_like_mkdir(path: Path) -> None:
