@@ -56,8 +56,9 @@ def verify_engines(
     sources = manifest.data.get("sources", {})
     result = EngineParity()
     if "segmenter" in stages:
-        from segzero_edge.models.segmenter import TorchSegmenter
         from segzero_edge.runtime.segmenter import OrtSegmenter
+
+        from segzero_edge.models.segmenter import TorchSegmenter
 
         from .verify_segmenter import THRESHOLDS, verify_segmenter
 
@@ -68,8 +69,9 @@ def verify_engines(
         result.segmenter = report
         result.segmenter_passed = report.passed(THRESHOLDS[meta["precision"]["encoder"]])
     if "reasoner" in stages:
-        from segzero_edge.models.reasoner import TorchReasoner
         from segzero_edge.runtime.reasoner import OrtReasoner
+
+        from segzero_edge.models.reasoner import TorchReasoner
 
         from .verify_reasoner import verify_reasoner
 

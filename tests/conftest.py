@@ -22,3 +22,16 @@ def tiny_models():
     from segzero_edge.testing import cached_tiny_models
 
     return cached_tiny_models(seed=0)
+
+
+def _shipped_engines_present() -> bool:
+    from pathlib import Path
+
+    import segzero_edge
+
+    return (Path(segzero_edge.__file__).parent / "assets" / "engines" / "manifest.json").is_file()
+
+
+# The embedded-default tests read the shipped engines at import; a checkout that does not ship
+# them yet (the trained default is produced by recipes/embedded/) has nothing for them to test.
+collect_ignore = [] if _shipped_engines_present() else ["test_embedded.py"]

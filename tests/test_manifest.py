@@ -28,13 +28,13 @@ def test_round_trip(engine_dir):
 
 def test_tampered_file_is_refused(engine_dir):
     (engine_dir / "segmenter" / "decoder.onnx").write_bytes(b"\x08\x01graph-c")  # same size, other bytes
-    with pytest.raises(EngineError, match="altered: .*decoder.onnx"):
+    with pytest.raises(EngineError, match=r"altered: .*decoder\.onnx"):
         read_manifest(engine_dir)
 
 
 def test_missing_file_is_refused(engine_dir):
     (engine_dir / "segmenter" / "encoder.onnx").unlink()
-    with pytest.raises(EngineError, match="missing: .*encoder.onnx"):
+    with pytest.raises(EngineError, match=r"missing: .*encoder\.onnx"):
         read_manifest(engine_dir)
 
 

@@ -8,7 +8,7 @@ from fakes import BoxSegmenter, ScriptedReasoner, answer_text
 from PIL import Image
 
 from segzero_edge.images import ImageError
-from segzero_edge.pipeline import MAX_QUERY_CHARS, ReasoningPipeline, Reasoner, Segmenter
+from segzero_edge.pipeline import MAX_QUERY_CHARS, Reasoner, ReasoningPipeline, Segmenter
 
 
 def _pipeline(text) -> tuple[ReasoningPipeline, ScriptedReasoner, BoxSegmenter]:
@@ -42,6 +42,7 @@ def test_boxes_outside_the_image_are_clipped():
     pipe, _, seg = _pipeline(answer_text([-50, -50, 900, 900], [10, 10], [839, 839]))
     r = pipe.segment(np.zeros((100, 200, 3), np.uint8), "x")
     assert r.ok and r.bbox == (0, 0, 199, 99)
+    assert seg.prompts[0][0] == (0, 0, 199, 99)  # the segmenter got the clipped box
     assert r.points == ((2, 1), (199, 99))  # 839*200/840 = 199.76 → 200 → clipped to 199
 
 

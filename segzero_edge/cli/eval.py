@@ -42,7 +42,6 @@ def build_pipeline(args: argparse.Namespace):
     from segzero_edge.models.reasoner import TorchReasoner
     from segzero_edge.models.segmenter import TorchSegmenter
     from segzero_edge.pipeline import ReasoningPipeline
-
     from segzero_edge.runtime.decoder import GenerationConfig
 
     config = GenerationConfig() if args.max_new_tokens is None else GenerationConfig(max_new_tokens=args.max_new_tokens)
