@@ -32,7 +32,7 @@ def check_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-class GraphSegmenter:
+class GraphSegmenter(io.EncodeOnceMixin):
     """The `Segmenter` protocol over any back end that runs the encoder and decoder graphs:
     numpy preprocessing, prompt encoding and mask upsampling live here once; subclasses only
     run graphs (`_run_encoder`, `_run_decoder`)."""
@@ -102,19 +102,6 @@ class GraphSegmenter:
         return logits[0].astype(np.float32, copy=False), scores[0].astype(np.float32, copy=False)
 
     # -- convenience --------------------------------------------------------------------
-
-    def set_image(self, image: np.ndarray) -> io.SamEmbedding:
-        """Encode an image and keep its embedding for `segment`."""
-        self._embedding = self.encode(image)
-        return self._embedding
-
-    def segment(
-        self, box: Sequence[float], points: Sequence[Sequence[float]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """`decode` against the image given to `set_image`."""
-        if self._embedding is None:
-            raise RuntimeError("call set_image(image) before segment(box, points)")
-        return self.decode(self._embedding, box, points)
 
     @property
     def precision(self) -> dict[str, str]:

@@ -104,3 +104,21 @@ def default_meta() -> dict[str, Any]:
             "box_bottom_right": LABEL_BOX_BOTTOM_RIGHT,
         },
     }
+
+
+class EncodeOnceMixin:
+    """`set_image` once, then `segment(box, points)` many times: SAM2's predictor workflow,
+    shared by the PyTorch reference and the runtime (both define `encode` and `decode`)."""
+
+    _embedding: SamEmbedding | None = None
+
+    def set_image(self, image):
+        """Encode an image and keep its embedding for `segment`."""
+        self._embedding = self.encode(image)  # type: ignore[attr-defined]
+        return self._embedding
+
+    def segment(self, box, points):
+        """`decode` against the image given to `set_image`."""
+        if self._embedding is None:
+            raise RuntimeError("call set_image(image) before segment(box, points)")
+        return self.decode(self._embedding, box, points)  # type: ignore[attr-defined]

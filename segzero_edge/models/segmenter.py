@@ -29,6 +29,7 @@ from segzero_edge.runtime.segmenter_io import (
     ENCODER_OUTPUTS,
     IMAGE_SIZE,
     MASK_THRESHOLD,
+    EncodeOnceMixin,
     SamEmbedding,
 )
 
@@ -53,7 +54,7 @@ def resolve_source(path_or_hub_id: str | Path) -> str:
     return SAM2_HUB_IDS.get(text, text)
 
 
-class TorchSegmenter:
+class TorchSegmenter(EncodeOnceMixin):
     """SAM2 in PyTorch (transformers `Sam2Model`), the reference every export is checked against.
 
     `encode` once per image, `decode` per prompt; `set_image` / `segment` keep the last
@@ -142,18 +143,3 @@ class TorchSegmenter:
         logits = out.pred_masks[0, 0].float().cpu().numpy()
         scores = out.iou_scores[0, 0].float().cpu().numpy()
         return logits, scores
-
-    # -- convenience --------------------------------------------------------------------
-
-    def set_image(self, image: np.ndarray) -> SamEmbedding:
-        """Encode an image and keep its embedding for `segment`."""
-        self._embedding = self.encode(image)
-        return self._embedding
-
-    def segment(
-        self, box: Sequence[float], points: Sequence[Sequence[float]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """`decode` against the image given to `set_image`."""
-        if self._embedding is None:
-            raise RuntimeError("call set_image(image) before segment(box, points)")
-        return self.decode(self._embedding, box, points)
