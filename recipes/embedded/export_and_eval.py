@@ -31,11 +31,13 @@ MODELS = ("sft", "grpo")
 @dataclass
 class EvalConfig:
     run: Path = field(metadata={"help": "run dir with sft/, grpo/merged/, segmenter/ and data/"})
+    segmenter: Path | None = field(default=None, metadata={"help": "segmenter checkpoint (default RUN/segmenter)"})
     reasoner_precision: str = field(default="int8", metadata={"help": "exported reasoner precision"})
     segmenter_precision: str = field(default="fp32", metadata={"help": "exported segmenter precision"})
     limit: int = field(default=200, metadata={"help": "samples per split (the first N rows)"})
     splits: list[str] = field(default_factory=lambda: ["val", "test", "zeroshot"], metadata={"help": "splits"})
     max_new_tokens: int = field(default=256, metadata={"help": "reasoner token budget (completions are < 200)"})
+    reason_only: bool = field(default=False, metadata={"help": "only run (and memoise) the reasoner answers"})
     force_export: bool = field(default=False, metadata={"help": "re-export even when the engine dir exists"})
     results: Path = field(default=RESULTS, metadata={"help": "where the summary json/md go"})
 
@@ -58,6 +60,51 @@ class SharedEncodings:
         return self.inner.decode(embedding, box, points)
 
 
+class CachedReasoner:
+    """A `Reasoner` that memoises greedy generations in a JSONL file keyed by (reasoner graphs'
+    sha256, image bytes, query): the reasoner pass can run before the segmenter is final, and
+    `evaluate` then scores exactly the same answers. Greedy decoding is deterministic."""
+
+    def __init__(self, reasoner: Any, path: Path, graphs_key: str) -> None:
+        from segzero_edge.pipeline import Generation
+
+        self.inner, self.path, self.graphs_key, self._gen = reasoner, Path(path), graphs_key, Generation
+        self.memo: dict[str, dict] = {}
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a torn last line
+                self.memo[rec["key"]] = rec
+        self.hits = 0
+
+    def encode_image(self, image: np.ndarray) -> Any:
+        return {"image": image, "key": hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest(), "enc": None}
+
+    def generate(self, encoded: dict, query: str) -> Any:
+        key = hashlib.sha1(f"{self.graphs_key}|{encoded['key']}|{query}".encode()).hexdigest()
+        if key in self.memo:
+            self.hits += 1
+            rec = self.memo[key]
+            return self._gen(rec["text"], rec["prefill_ms"], rec["decode_ms"], rec["tokens"])
+        if encoded["enc"] is None:
+            encoded["enc"] = self.inner.encode_image(encoded["image"])
+        g = self.inner.generate(encoded["enc"], query)
+        rec = {"key": key, "text": g.text, "prefill_ms": g.prefill_ms, "decode_ms": g.decode_ms, "tokens": g.tokens}
+        self.memo[key] = rec
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        return g
+
+
+def graphs_key(engine_dir: Path) -> str:
+    files = json.loads((Path(engine_dir) / "manifest.json").read_text())["files"]
+    return hashlib.sha1(json.dumps({k: v["sha256"] for k, v in sorted(files.items()) if k.startswith("reasoner")},
+                                   sort_keys=True).encode()).hexdigest()
+
+
 def sources(run: Path) -> dict[str, Path]:
     return {"sft": run / "sft", "grpo": run / "grpo" / "merged", "segmenter": run / "segmenter"}
 
@@ -66,6 +113,8 @@ def export_all(cfg: EvalConfig) -> dict[str, Path]:
     from segzero_edge.export.engine import ExportConfig, export_engines
 
     src = sources(Path(cfg.run))
+    if cfg.segmenter is not None:
+        src["segmenter"] = Path(cfg.segmenter)
     dirs = {}
     for model in MODELS:
         out = Path(cfg.run) / "engines" / model
@@ -79,9 +128,14 @@ def export_all(cfg: EvalConfig) -> dict[str, Path]:
 
 
 def same_segmenter(dirs: dict[str, Path]) -> bool:
-    """True when both engine dirs hold byte-identical segmenter graphs (then encodings are shared)."""
+    """True when both engine dirs were exported from the same segmenter checkpoint at the same
+    precision (then one set of SAM encodings serves both models: the same segmenter for both).
+    The torch.onnx export of the encoder is not byte-deterministic, so hashes may differ."""
     a, b = (json.loads((dirs[m] / "manifest.json").read_text()) for m in MODELS)
-    return _seg_hashes(a) == _seg_hashes(b) and bool(_seg_hashes(a))
+    same = (a["sources"]["segmenter"] == b["sources"]["segmenter"]
+            and a["components"]["segmenter"].get("precision") == b["components"]["segmenter"].get("precision"))
+    print(f"segmenter graphs byte-identical: {_seg_hashes(a) == _seg_hashes(b)}", flush=True)
+    return same
 
 
 def _seg_hashes(manifest: dict) -> dict:
@@ -99,11 +153,22 @@ def evaluate_all(cfg: EvalConfig, dirs: dict[str, Path]) -> dict[str, Any]:
     from segzero_edge.evaluate import evaluate
 
     pipes = {m: ReasoningSegmenter.from_dir(dirs[m], max_new_tokens=cfg.max_new_tokens) for m in MODELS}
+    for m in MODELS:  # answers memoised per model (see CachedReasoner)
+        pipes[m].reasoner = CachedReasoner(pipes[m].reasoner, Path(cfg.run) / "eval" / f"{m}-generations.jsonl",
+                                           graphs_key(dirs[m]))
     share = same_segmenter(dirs)
-    print(f"segmenter graphs identical in both engine dirs: {share} (shared SAM encodings: {share})", flush=True)
+    print(f"same segmenter checkpoint and precision in both engine dirs: {share} (shared SAM encodings)", flush=True)
     table: dict[str, Any] = {}
     for split in cfg.splits:
         samples = list(read_eval_set(Path(cfg.run) / "data" / f"{split}.parquet", limit=cfg.limit))
+        if cfg.reason_only:  # fill the generation memo; no segmenter, no scores
+            from tqdm.auto import tqdm
+
+            for model in MODELS:
+                r = pipes[model].reasoner
+                for sample in tqdm(samples, desc=f"{model} {split} answers", mininterval=10):
+                    r.generate(r.encode_image(np.asarray(sample.image)), sample.query)
+            continue
         shared = SharedEncodings(pipes["sft"].segmenter)
         for model in MODELS:
             if share:
@@ -135,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     add_dataclass_args(parser, EvalConfig)
     cfg = dataclass_from_args(EvalConfig, parser.parse_args(argv))
     dirs = export_all(cfg)
-    with timed("eval_engines", Path(cfg.run) / "times.jsonl"):
+    with timed("eval_engines" + ("_reasoner_pass" if cfg.reason_only else ""), Path(cfg.run) / "times.jsonl"):
         table = evaluate_all(cfg, dirs)
+    if cfg.reason_only:
+        return 0
     result = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
               "engine_bytes": {m: bytes_of(d) for m, d in dirs.items()}, "results": table}
     write_json(Path(cfg.results) / "reasoner_eval.json", result)

@@ -25,7 +25,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import StepBudget, hardware, pick_device, seed_everything, timed, write_json
-from train_segmenter import evaluate, jitter_boxes, losses, pixels, soft_targets, val_samples
+from train_segmenter import (
+    evaluate,
+    jitter_boxes,
+    losses,
+    pixels,
+    reset_prompt_side,
+    soft_targets,
+    tie_positional_bases,
+    val_samples,
+)
 
 
 @dataclass
@@ -46,6 +55,10 @@ class TuneConfig:
     scene_seed: int = field(default=7, metadata={"help": "synthetic base seed of the training scenes"})
     val: int = field(default=300, metadata={"help": "val-split queries to evaluate on"})
     seed: int = field(default=1, metadata={"help": "prompt sampling seed"})
+    save_every: int = field(default=0, metadata={"help": "also save the model every N steps (0 = only at the end)"})
+    reinit_decoder: bool = field(default=True, metadata={"help": "re-initialise prompt encoder + mask decoder"})
+    tie_positions: bool = field(default=True, metadata={"help": "give the prompt encoder the image's position basis"})
+    cache: Path | None = field(default=None, metadata={"help": "file to keep the encoded scenes in (reused if present)"})
     device: str = field(default="auto", metadata={"help": "auto, cuda or cpu"})
 
 
@@ -97,12 +110,24 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     model = Sam2Model.from_pretrained(cfg.init, dtype=torch.float32).to(device).eval()
+    if cfg.reinit_decoder:
+        torch.manual_seed(cfg.seed)
+        reset_prompt_side(model)
+    if cfg.tie_positions:
+        tie_positional_bases(model)
     for p in model.vision_encoder.parameters():
         p.requires_grad_(False)
     trainable = [p for n, p in model.named_parameters() if p.requires_grad]
     print(f"tuning {sum(p.numel() for p in trainable) / 1e6:.3f} M of {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
           f"parameters on {hardware(device)}", flush=True)
-    cache = encode_cache(model, cfg, device)
+    if cfg.cache is not None and Path(cfg.cache).is_file():
+        cache = torch.load(cfg.cache, weights_only=True)  # our own file: tensors, ints and tuples only
+        print(f"{len(cache)} encoded scenes from {cfg.cache}", flush=True)
+    else:
+        cache = encode_cache(model, cfg, device)
+        if cfg.cache is not None:
+            Path(cfg.cache).parent.mkdir(parents=True, exist_ok=True)
+            torch.save(cache, cfg.cache)
     h, w = cache[0]["size"]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.01)
     rng = np.random.default_rng(cfg.seed)
@@ -135,6 +160,8 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
         opt.step()
         step += 1
         bar.update()
+        if cfg.save_every and step % cfg.save_every == 0:
+            model.save_pretrained(cfg.out)
         if step % 25 == 0 or step == 1:
             rec = {"step": step, "lr": round(lr, 6), "loss": round(loss.item(), 4), **{k: round(v, 4) for k, v in parts.items()}}
             log.append(rec)
