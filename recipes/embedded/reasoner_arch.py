@@ -2,8 +2,8 @@
 
 A small Qwen2.5-VL (same structure as the 3B/7B: windowed + full-attention vision blocks,
 2x2 patch merger, M-RoPE, GQA) with the project tokenizer. The processor's `max_pixels`
-makes Qwen's own smart-resize shrink the 840x840 Seg-Zero input to `image_side`² (336 -> 24x24
-patches -> 144 image tokens); the prompt, the 840 resize and the 840-space answers are
+makes Qwen's own smart-resize shrink the 840x840 Seg-Zero input to `image_side`² (224 -> 16x16
+patches -> 64 image tokens); the prompt, the 840 resize and the 840-space answers are
 unchanged, and the runtime reads min/max pixels from the manifest.
 """
 
@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-#: Side of the image the vision tower sees (multiple of 28); 840 / 336 = 2.5.
-IMAGE_SIDE = 336
+#: Side of the image the vision tower sees (multiple of 28): 224 -> 16x16 patches -> 8x8 = 64 image tokens.
+IMAGE_SIDE = 224
 
 REASONER_OVERRIDES: dict[str, Any] = {
     "text_config": {

@@ -6,7 +6,7 @@ A plain torch loop: a freshly initialised small Qwen2.5-VL (`reasoner_arch`) lea
 `<think>{templated reasoning}</think><answer>{bbox, points_1, points_2}</answer><|im_end|>`
 after Seg-Zero's exact chat prompt; the loss covers the completion tokens only. The images
 go through the checkpoint's own Qwen processor (840 bilinear resize, then smart-resize to
-336²) once, up front. It is meant to stop early (a warm start): GRPO is to add to it.
+224²) once, up front. It is meant to stop early (a warm start): GRPO is to add to it.
 At the end it greedy-decodes `eval_rows` val rows and reports the Seg-Zero reward components.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import StepBudget, hardware, pick_device, seed_everything, timed, write_json
-from reasoner_arch import copy_processor_files, write_init_checkpoint
+from reasoner_arch import IMAGE_SIDE, copy_processor_files, write_init_checkpoint
 
 
 @dataclass
@@ -42,6 +42,9 @@ class SftConfig:
     max_rows: int | None = field(default=None, metadata={"help": "use at most this many train rows"})
     eval_rows: int = field(default=64, metadata={"help": "val rows greedy-decoded at the end (0 = skip)"})
     seed: int = field(default=0, metadata={"help": "init, data order"})
+    init: Path | None = field(default=None, metadata={"help": "continue from this checkpoint instead of a fresh init"})
+    freeze_vision: bool = field(default=False, metadata={"help": "keep the (pre-trained) vision tower fixed"})
+    image_side: int = field(default=IMAGE_SIDE, metadata={"help": "side of the image the vision tower sees (multiple of 28)"})
     workers: int = field(default=8, metadata={"help": "image preprocessing processes"})
     device: str = field(default="auto", metadata={"help": "auto, cuda or cpu"})
 
@@ -181,7 +184,19 @@ def greedy_eval(model, processor, data: Path, n: int, workers: int, ckpt: Path, 
                                    zip(texts, rows["gt_bbox"], rows["gt_points"], strict=True)]))
               for name in SEG_ZERO_COMPONENTS}
     scores["seg_zero"] = float(sum(scores.values()))
-    return {"val_rows": len(texts), "val_rewards": scores, "examples": texts[:3]}
+    # the continuous figures behind the thresholded rewards: parse rate and mean box IoU
+    from segzero_edge.answer import AnswerError, parse_answer
+    from segzero_edge.geometry import box_iou
+
+    ious = []
+    for text, gt in zip(texts, rows["gt_bbox"], strict=True):
+        try:
+            ious.append(box_iou(parse_answer(text).bbox, tuple(int(v) for v in gt)))
+        except AnswerError:
+            ious.append(None)
+    parsed = [v for v in ious if v is not None]
+    return {"val_rows": len(texts), "val_rewards": scores, "parsed": len(parsed) / len(texts),
+            "mean_box_iou": float(np.mean([v or 0.0 for v in ious])), "examples": texts[:3]}
 
 
 # --- training -------------------------------------------------------------------------------
@@ -197,8 +212,11 @@ def train(cfg: SftConfig) -> dict[str, Any]:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     out = Path(cfg.out)
-    init = out.parent / f"{out.name}-init"
-    write_init_checkpoint(init, cfg.seed)
+    if cfg.init is not None:  # a second SFT leg: same processor files, weights carried on
+        init = Path(cfg.init)
+    else:
+        init = out.parent / f"{out.name}-init"
+        write_init_checkpoint(init, cfg.seed, cfg.image_side)
     processor = load_processor(init)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
     n_params = sum(p.numel() for p in model.parameters())
@@ -221,8 +239,11 @@ def train(cfg: SftConfig) -> dict[str, Any]:
     pad, image_pad = tok.convert_tokens_to_ids("<|endoftext|>"), tok.convert_tokens_to_ids("<|image_pad|>")
 
     model = model.to(device).train()  # after the worker pool: forked workers never see CUDA
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    if cfg.freeze_vision:
+        model.model.visual.requires_grad_(False)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
+    rest = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(cfg.seed)
@@ -247,7 +268,7 @@ def train(cfg: SftConfig) -> dict[str, Any]:
             loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
         opt.step()
         step += 1
         bar.update()

@@ -58,6 +58,7 @@ class TuneConfig:
     save_every: int = field(default=0, metadata={"help": "also save the model every N steps (0 = only at the end)"})
     reinit_decoder: bool = field(default=True, metadata={"help": "re-initialise prompt encoder + mask decoder"})
     tie_positions: bool = field(default=True, metadata={"help": "give the prompt encoder the image's position basis"})
+    head_only: bool = field(default=False, metadata={"help": "train only the IoU head (keeps every mask output as it is)"})
     cache: Path | None = field(default=None, metadata={"help": "file to keep the encoded scenes in (reused if present)"})
     device: str = field(default="auto", metadata={"help": "auto, cuda or cpu"})
 
@@ -117,6 +118,9 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
         tie_positional_bases(model)
     for p in model.vision_encoder.parameters():
         p.requires_grad_(False)
+    if cfg.head_only:  # the masks stay bit-identical; only which one the pipeline picks changes
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("mask_decoder.iou_prediction_head."))
     trainable = [p for n, p in model.named_parameters() if p.requires_grad]
     print(f"tuning {sum(p.numel() for p in trainable) / 1e6:.3f} M of {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
           f"parameters on {hardware(device)}", flush=True)
