@@ -7,6 +7,7 @@ beside them, so `import common` works without installing anything.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import random
@@ -113,3 +114,18 @@ class StepBudget:
             print(f"[budget] {per_step * 1e3:.0f} ms/step -> {self.steps} steps fit in {self.minutes} min "
                   f"(repeat with --steps {self.steps})", flush=True)
         return self.steps
+
+
+def warmup_cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.0) -> float:
+    """Linear warm-up to `peak` over `warmup` steps, then cosine down to `floor` x peak at `total`.
+    While StepBudget has not fixed the total yet (it reports 10**9), the rate stays at peak."""
+    lr = peak * min(1.0, (step + 1) / warmup)
+    if step >= warmup and total < 10**9:
+        progress = (step - warmup) / max(1, total - warmup)
+        lr = peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return lr
+
+
+def set_lr(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

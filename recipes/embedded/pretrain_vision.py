@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +25,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import StepBudget, hardware, pick_device, seed_everything, timed, write_json
+from common import (
+    StepBudget,
+    hardware,
+    pick_device,
+    seed_everything,
+    set_lr,
+    timed,
+    warmup_cosine_lr,
+    write_json,
+)
 from reasoner_arch import IMAGE_SIDE, write_init_checkpoint
 
 
@@ -159,7 +167,8 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     visual = model.model.visual.to(device).train()
     pix, grids, targets = build_set("train", cfg.scenes, cfg.scene_seed, cfg, out)
     vpix, vgrids, vtargets = build_set("val", cfg.val_scenes, cfg.scene_seed, cfg, out)
-    rows, cols = int(grids[0][1]) // 2, int(grids[0][2]) // 2
+    merge = model.config.vision_config.spatial_merge_size
+    rows, cols = int(grids[0][1]) // merge, int(grids[0][2]) // merge
     heads = Heads(model.config.vision_config.out_hidden_size, len(COLOURS), len(SHAPES), rows, cols, device)
     params = list(visual.parameters()) + list(heads.modules.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -177,11 +186,8 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     step = 0
     while step < budget.total(step):
         total = budget.total(step)
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-        if step >= cfg.warmup and total < 10**9:
-            lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, total - cfg.warmup))))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = warmup_cosine_lr(step, total, cfg.lr, cfg.warmup, floor=0.05)
+        set_lr(opt, lr)
         idx = rng.choice(len(pix), size=cfg.batch, replace=False)
         loss, parts = heads.loss(features(pix[idx], grids[idx]),
                                  torch.from_numpy(targets[idx].reshape(-1, 8)).to(device))

@@ -14,7 +14,7 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 SEG_STEPS=${SEG_STEPS:-895}       # segmenter stage 1, best-of-3 loss (H100: 5.8 min)
 TUNE_STEPS=${TUNE_STEPS:-4000}    # segmenter stage 2 schedule; the shipped weights are its step-3000 snapshot (CPU)
 VISION_STEPS=${VISION_STEPS:-402} # reasoner vision tower, dense per-token targets (CPU: 10.8 min)
-SFT_STEPS=${SFT_STEPS:-818}       # reasoner SFT leg 1, vision frozen (CPU: 27 min)
+SFT_STEPS=${SFT_STEPS:-818}       # reasoner SFT leg 1, vision frozen (CPU: 21 min)
 SFT2_STEPS=${SFT2_STEPS:-480}     # reasoner SFT leg 2 from leg 1, lower peak LR (CPU: 13 min)
 GRPO_STEPS=${GRPO_STEPS:-119}     # GRPO through segzero_edge.train (CPU: 20 min)
 

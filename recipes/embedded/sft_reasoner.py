@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import StepBudget, hardware, pick_device, seed_everything, timed, write_json
+from common import (
+    StepBudget,
+    hardware,
+    pick_device,
+    seed_everything,
+    set_lr,
+    timed,
+    warmup_cosine_lr,
+    write_json,
+)
 from reasoner_arch import IMAGE_SIDE, copy_processor_files, write_init_checkpoint
 
 
@@ -254,12 +262,8 @@ def train(cfg: SftConfig) -> dict[str, Any]:
     step = 0
     while step < budget.total(step):
         total = budget.total(step)
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-        if step >= cfg.warmup and total < 10**9:
-            progress = (step - cfg.warmup) / max(1, total - cfg.warmup)
-            lr = cfg.lr * (cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = warmup_cosine_lr(step, total, cfg.lr, cfg.warmup, floor=cfg.min_lr)
+        set_lr(opt, lr)
         if len(order) < cfg.batch:
             order += rng.permutation(len(examples)).tolist()
         indices, order = order[: cfg.batch], order[cfg.batch :]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +25,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import StepBudget, hardware, pick_device, seed_everything, timed, write_json
+from common import (
+    StepBudget,
+    hardware,
+    pick_device,
+    seed_everything,
+    set_lr,
+    timed,
+    warmup_cosine_lr,
+    write_json,
+)
 
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
@@ -315,11 +323,8 @@ def train(cfg: SegConfig) -> dict[str, Any]:
         total = budget.total(step)
         if step >= total:
             break
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-        if step >= cfg.warmup and total < 10**9:
-            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, total - cfg.warmup)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = warmup_cosine_lr(step, total, cfg.lr, cfg.warmup)
+        set_lr(opt, lr)
         images = batch["image"]
         h, w = images.shape[1:3]
         pix = pixels(images, device)

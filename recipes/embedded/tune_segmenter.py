@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import StepBudget, hardware, pick_device, seed_everything, timed, write_json
+from common import (
+    StepBudget,
+    hardware,
+    pick_device,
+    seed_everything,
+    set_lr,
+    timed,
+    warmup_cosine_lr,
+    write_json,
+)
 from train_segmenter import (
     evaluate,
     jitter_boxes,
@@ -144,11 +152,8 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
     step = 0
     while step < budget.total(step):
         total = budget.total(step)
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-        if step >= cfg.warmup and total < 10**9:
-            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, total - cfg.warmup)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = warmup_cosine_lr(step, total, cfg.lr, cfg.warmup)
+        set_lr(opt, lr)
         feats, boxes, points, target = batch_from_cache(cache, cfg, rng, device)
         boxes = jitter_boxes(boxes, cfg.jitter, h, w, gen)
         kwargs: dict[str, Any] = {"input_boxes": boxes * scale.repeat(2)}
