@@ -61,6 +61,24 @@ def measure(pipe: Any, n: int) -> tuple[dict[str, Any], list[tuple[Any, Any, flo
             "box_iou": round(float(np.mean(box_ious)), 4), "segmenter_giou_gt_prompts": round(seg_meter.giou, 4)}, rows
 
 
+def demo_seeds(pipe: Any, seeds: int) -> dict[str, Any]:
+    """`segzero-edge demo` on seeds 0..seeds-1: how often its answer is right (mask IoU >= 0.5 with
+    the target) and its total latency; the README states these and which seed its picture uses."""
+    from segzero_edge.cli.demo import demo_case
+    from segzero_edge.metrics import intersection_union
+
+    ious, total_ms = [], []
+    for seed in range(seeds):
+        scene, query, target = demo_case(seed)
+        r = pipe.segment(scene.image, query)
+        inter, union = intersection_union(r.mask if r.ok else None, target.mask) if target is not None else (0, 1)
+        ious.append(inter / union if union else 0.0)
+        total_ms.append(r.timings.get("total_ms", float("nan")))
+    right = [s for s, v in enumerate(ious) if v >= 0.5]
+    return {"seeds": seeds, "right": len(right), "first_right_seed": right[0] if right else None,
+            "mean_iou": round(float(np.mean(ious)), 4), "median_total_ms": round(float(np.median(total_ms)), 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="run dir holding eval/summary.json and engines/")
@@ -68,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slice", type=int, default=40, help="test rows for the stated figures")
     parser.add_argument("--examples", type=int, default=3, help="example scenes to ship")
     parser.add_argument("--max-new-tokens", type=int, default=512, help="reasoner budget used for the figures")
+    parser.add_argument("--demo-seeds", type=int, default=50, help="demo seeds for the how-often-right figure")
     args = parser.parse_args(argv)
 
     from segzero_edge.runtime import ReasoningSegmenter
@@ -86,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = read_manifest(dst)
     pipe = ReasoningSegmenter.from_dir(dst, max_new_tokens=args.max_new_tokens)
     figures, rows = measure(pipe, args.slice)
+    demo = demo_seeds(pipe, args.demo_seeds)
     size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
-    shipped = {"model": model, "rule": "highest val gIoU in eval/summary.json",
+    shipped = {"demo": demo, "model": model, "rule": "highest val gIoU in eval/summary.json",
                "val_giou": {m: e["giou"] for m, e in summary["splits"]["val"].items()},
                "source": str(src), "bytes": size,
                "precision": {k: manifest.component(k).get("precision") for k in ("reasoner", "segmenter")},
