@@ -91,8 +91,20 @@ def split_rows(path: Path, limit: int) -> dict[str, dict[str, Any]]:
     return {f"{r['image_id']}:{r['ann_id']}": r for r in table.to_pylist()}
 
 
-def per_sample(records_path: Path, rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Evaluation records joined with the split's rows: IoU, parsed, box IoU (840 space), family."""
+def scene_boxes(split: str, limit: int) -> dict[str, tuple[int, list[tuple[int, int, int, int]]]]:
+    """sample id → (target index, every object's 840-space box), regenerated from the split's seeds."""
+    from segzero_edge.synthetic import generate_split
+    from segzero_edge.synthetic.language import box840
+
+    return {f"{s.image_id}:{s.ann_id}": (s.query.target, [box840(o) for o in s.scene.objects])
+            for s in generate_split(split, limit, seed=0, size=512)}
+
+
+def per_sample(records_path: Path, rows: dict[str, dict[str, Any]],
+               boxes: dict[str, tuple[int, list[tuple[int, int, int, int]]]] | None = None) -> list[dict[str, Any]]:
+    """Evaluation records joined with the split's rows: IoU, parsed, box IoU (840 space), family, and
+    (with `boxes`) whether the answer's box lands on some object (IoU > 0.5 with any: `localised`)
+    and on the target (`right_object`), which splits errors into perception and choice."""
     from segzero_edge.answer import AnswerError, parse_answer
     from segzero_edge.geometry import box_iou
 
@@ -102,15 +114,23 @@ def per_sample(records_path: Path, rows: dict[str, dict[str, Any]]) -> list[dict
         if "id" not in rec or rec["id"] not in rows:
             continue
         row = rows[rec["id"]]
+        box = None
         try:
             box = parse_answer(rec.get("answer") or "").bbox
             biou, parsed = box_iou(box, tuple(row["gt_bbox"])), True
         except AnswerError:
             biou, parsed = 0.0, False
         union = rec["union"]
-        out.append({"id": rec["id"], "iou": rec["intersection"] / union if union else 1.0,
-                    "intersection": rec["intersection"], "union": union, "parsed": parsed, "box_iou": biou,
-                    "family": row["family"], "template": row["template"], "tokens": rec["timings"].get("tokens")})
+        entry = {"id": rec["id"], "iou": rec["intersection"] / union if union else 1.0,
+                 "intersection": rec["intersection"], "union": union, "parsed": parsed, "box_iou": biou,
+                 "family": row["family"], "template": row["template"], "tokens": rec["timings"].get("tokens")}
+        if boxes is not None and rec["id"] in boxes:
+            target, objs = boxes[rec["id"]]
+            overlaps = [box_iou(box, b) for b in objs] if box is not None else [0.0]
+            best = int(np.argmax(overlaps))
+            entry["localised"] = overlaps[best] > 0.5
+            entry["right_object"] = entry["localised"] and best == target
+        out.append(entry)
     return out
 
 
@@ -120,7 +140,9 @@ def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
     families: dict[str, list[float]] = {}
     for s in samples:
         families.setdefault(s["family"], []).append(s["iou"])
-    return {"giou": round(float(np.mean([s["iou"] for s in samples])), 4), "ciou": round(inter / union, 4),
+    extra = {k: round(float(np.mean([s[k] for s in samples])), 4) for k in ("localised", "right_object")
+             if all(k in s for s in samples)}
+    return {"giou": round(float(np.mean([s["iou"] for s in samples])), 4), "ciou": round(inter / union, 4), **extra,
             "parsed": round(float(np.mean([s["parsed"] for s in samples])), 4),
             "box_iou": round(float(np.mean([s["box_iou"] for s in samples])), 4), "n": len(samples),
             "family_giou": {f: {"giou": round(float(np.mean(v)), 4), "n": len(v)} for f, v in sorted(families.items())}}
@@ -163,6 +185,7 @@ def evaluate_all(cfg: EvalConfig, dirs: dict[str, Path]) -> dict[str, Any]:
     for split in [s for s in cfg.splits.split(",") if s]:
         path = Path(cfg.run) / "data" / f"{split}.parquet"
         rows = split_rows(path, cfg.limit)
+        boxes = scene_boxes(split, cfg.limit)
         samples = list(read_eval_set(path, limit=cfg.limit))
         shared = SharedEncodings(pipes[names[0]].segmenter)  # one segmenter checkpoint for every model
         per_model: dict[str, list[dict[str, Any]]] = {}
@@ -171,7 +194,7 @@ def evaluate_all(cfg: EvalConfig, dirs: dict[str, Path]) -> dict[str, Any]:
             out = Path(cfg.run) / "eval" / f"{m}-{split}.jsonl"
             start = time.perf_counter()
             evaluate(pipes[m], samples, out, total=len(samples))
-            per_model[m] = per_sample(out, rows)
+            per_model[m] = per_sample(out, rows, boxes)
             entry = summarise(per_model[m]) | {"seconds": round(time.perf_counter() - start, 1)}
             if m != names[0]:
                 entry["gain_over_" + names[0]] = bootstrap_gain(per_model[names[0]], per_model[m], cfg.bootstrap)
@@ -187,13 +210,15 @@ def markdown(result: dict[str, Any], cfg: EvalConfig) -> str:
     names = list(cfg.model_paths())
     lines = [f"Engines: reasoner {cfg.reasoner_precision}, segmenter {cfg.segmenter_precision}; ONNX Runtime on the CPU, "
              f"greedy, max {cfg.max_new_tokens} new tokens; first {cfg.limit} rows per split.", "",
-             "| split | model | gIoU | cIoU | parsed | box IoU | gIoU gain over " + names[0] + " (95% CI) |",
-             "|---|---|---:|---:|---:|---:|---|"]
+             "| split | model | gIoU | cIoU | parsed | box IoU | box on some object | box on the target | "
+             "gIoU gain over " + names[0] + " (95% CI) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for split, models in result["splits"].items():
         for m, e in models.items():
             gain = e.get("gain_over_" + names[0])
             g = f"{gain['gain']:+.4f} [{gain['ci95'][0]:+.4f}, {gain['ci95'][1]:+.4f}]" if gain else ""
-            lines.append(f"| {split} | {m} | {e['giou']:.4f} | {e['ciou']:.4f} | {e['parsed']:.3f} | {e['box_iou']:.4f} | {g} |")
+            lines.append(f"| {split} | {m} | {e['giou']:.4f} | {e['ciou']:.4f} | {e['parsed']:.3f} | {e['box_iou']:.4f} | "
+                         f"{e.get('localised', float('nan')):.3f} | {e.get('right_object', float('nan')):.3f} | {g} |")
     lines += ["", "gIoU per query family (n):", ""]
     families = sorted({f for models in result["splits"].values() for e in models.values() for f in e["family_giou"]})
     lines += ["| split | model | " + " | ".join(families) + " |", "|---|---|" + "---:|" * len(families)]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import hardware, timed, write_json
+from common import cpu_bf16, hardware, timed, write_json
 from reasoner_arch import copy_processor_files
 
 
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     from segzero_edge.train.trainer import RUN_INFO_FILE, build_trainer, last_checkpoint
 
     config = load_config(args.config, args.overrides)
-    if not torch.cuda.is_available() and config.bf16:
-        config = load_config(args.config, [*args.overrides, "bf16=false"])  # no bf16 autocast on CPU
+    if not torch.cuda.is_available() and config.bf16 and not cpu_bf16("cpu"):
+        config = load_config(args.config, [*args.overrides, "bf16=false"])  # this CPU has no native bf16
     out = Path(config.output_dir)
     if (out / "grpo_report.json").is_file():
         print(f"{out}/grpo_report.json exists: stage done", flush=True)

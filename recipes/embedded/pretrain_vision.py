@@ -36,6 +36,7 @@ from common import (
     write_json,
 )
 from reasoner_arch import IMAGE_SIDE, write_init_checkpoint
+from reasoner_data import DIGIT_START
 
 
 @dataclass
@@ -50,6 +51,8 @@ class PretrainConfig:
     warmup: int = field(default=30, metadata={"help": "linear warm-up steps"})
     min_share: float = field(default=0.15, metadata={"help": "an object labels a token when it covers this share of it"})
     box_weight: float = field(default=20.0, metadata={"help": "weight of the box regression loss"})
+    digit_weight: float = field(default=4.0, metadata={"help": "weight of the mean cross-entropy of the 24 answer digits"})
+    init_vision: Path | None = field(default=None, metadata={"help": "start the tower from this reasoner checkpoint's"})
     image_side: int = field(default=IMAGE_SIDE, metadata={"help": "side of the image the vision tower sees"})
     seed: int = field(default=0, metadata={"help": "init (same as sft_reasoner's fresh init), data order"})
     workers: int = field(default=2, metadata={"help": "scene rendering processes"})
@@ -77,8 +80,11 @@ def build_set(split: str, n: int, base: int, cfg: PretrainConfig, cache: Path) -
     from tqdm.auto import tqdm
 
     if cache.is_file():
+        from reasoner_data import TARGET_COLUMNS
+
         with np.load(cache) as z:
-            if z["images"].shape[0] == n and z["images"].shape[1] == cfg.image_side:
+            if (z["images"].shape[0] == n and z["images"].shape[1] == cfg.image_side
+                    and z["targets"].shape[-1] == len(TARGET_COLUMNS)):
                 return z["images"], z["targets"]
     jobs = [(split, i, base, cfg.image_side, cfg.min_share) for i in range(n)]
     with ProcessPoolExecutor(max(1, cfg.workers)) as pool:
@@ -94,11 +100,11 @@ def build_set(split: str, n: int, base: int, cfg: PretrainConfig, cache: Path) -
 class Heads(torch.nn.Module):
     """Linear read-outs of the merged tokens (discarded after pre-training)."""
 
-    def __init__(self, dim: int, n_colours: int, n_shapes: int, rows: int, cols: int, box_weight: float) -> None:
-        import torch
-
+    def __init__(self, dim: int, n_colours: int, n_shapes: int, rows: int, cols: int, box_weight: float,
+                 digit_weight: float) -> None:
         super().__init__()
-        self.box_weight = box_weight
+        self.box_weight, self.digit_weight = box_weight, digit_weight
+        self.digits = torch.nn.Linear(dim, 24 * 10)  # the answer's 24 digits (8 coordinates x 3 places)
         self.colour = torch.nn.Linear(dim, n_colours + 1)
         self.shape = torch.nn.Linear(dim, n_shapes + 1)
         self.box = torch.nn.Linear(dim, 4)
@@ -118,17 +124,26 @@ class Heads(torch.nn.Module):
             "col": F.cross_entropy(self.col(feats), col),
             "box": self.box_weight * F.smooth_l1_loss(self.box(feats[on]), targets[on, 2:6], beta=0.02)
             if on.any() else feats.sum() * 0,
+            "digits": self.digit_weight * F.cross_entropy(self.digits(feats[on]).view(-1, 10),
+                                                          targets[on, DIGIT_START:].long().reshape(-1))
+            if on.any() else feats.sum() * 0,
         }
         return sum(parts.values()), parts
 
     def accuracy(self, feats, targets) -> dict[str, float]:
-        import torch
-
         with torch.no_grad():
             on = targets[:, 0] > 0
             acc = {k: float((getattr(self, k)(feats).argmax(-1) == targets[:, i].long()).float().mean())
                    for k, i in (("colour", 0), ("shape", 1), ("row", 6), ("col", 7))}
             acc["box_l1_840"] = float((self.box(feats[on]) - targets[on, 2:6]).abs().mean() * 840) if on.any() else 0.0
+            if on.any():  # per decimal place, over the 8 coordinates; and the box read back from its digits
+                pred = self.digits(feats[on]).view(-1, 8, 3, 10).argmax(-1)
+                true = targets[on, DIGIT_START:].long().view(-1, 8, 3)
+                for i, place in enumerate(("100", "10", "1")):
+                    acc[f"digit_{place}"] = float((pred[..., i] == true[..., i]).float().mean())
+                value = lambda d: d[..., 0] * 100 + d[..., 1] * 10 + d[..., 2]  # noqa: E731
+                acc["digit_box_l1_840"] = float((value(pred) - value(true))[:, :4].abs().float().mean())
+                acc["digit_point_l1_840"] = float((value(pred) - value(true))[:, 4:].abs().float().mean())
         return acc
 
 
@@ -150,9 +165,14 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     vimages, vtargets = build_set("val", cfg.val_scenes, cfg.scene_seed, cfg, out / "data_val.npz")
     write_init_checkpoint(out / "model", cfg.seed, cfg.image_side)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(out / "model", dtype=torch.float32)
-    visual = model.model.visual.to(device).train()
     n = cfg.image_side // 28
-    heads = Heads(model.config.vision_config.out_hidden_size, len(COLOURS), len(SHAPES), n, n, cfg.box_weight).to(device)
+    if cfg.init_vision is not None:  # continue from an earlier pre-training (its heads are not kept)
+        start = Qwen2_5_VLForConditionalGeneration.from_pretrained(cfg.init_vision, dtype=torch.float32)
+        model.model.visual.load_state_dict(start.model.visual.state_dict())
+        del start
+    visual = model.model.visual.to(device).train()
+    heads = Heads(model.config.vision_config.out_hidden_size, len(COLOURS), len(SHAPES), n, n, cfg.box_weight,
+                  cfg.digit_weight).to(device)
     trained = torch.nn.ModuleDict({"visual": visual, "heads": heads})
     opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=0.01)
     rng = np.random.default_rng(cfg.seed)
@@ -172,7 +192,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
         idx = rng.choice(len(images), size=cfg.batch, replace=False)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             feats = features(idx, images)
-        loss, parts = heads.loss(feats.float(), torch.from_numpy(targets[idx].reshape(-1, 8)).to(device))
+        loss, parts = heads.loss(feats.float(), torch.from_numpy(targets[idx].reshape(-1, targets.shape[-1])).to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
@@ -192,7 +212,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
         feats = torch.cat([features(np.arange(i, min(i + 16, len(vimages))), vimages).float()
                            for i in range(0, len(vimages), 16)])
-    val = heads.accuracy(feats, torch.from_numpy(vtargets.reshape(-1, 8)).to(device))
+    val = heads.accuracy(feats, torch.from_numpy(vtargets.reshape(-1, vtargets.shape[-1])).to(device))
     print(json.dumps({"val": val}), flush=True)
     model.model.visual = visual.cpu()
     model.save_pretrained(out / "model")  # the processor files were written by write_init_checkpoint

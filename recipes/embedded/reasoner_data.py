@@ -14,8 +14,18 @@ from typing import Any
 import numpy as np
 
 #: token target columns: colour id, shape id (0 = background), covering object's box /840 (x1, y1,
-#: x2, y2; -1 when background), token row, token column
-TARGET_COLUMNS = ("colour", "shape", "x1", "y1", "x2", "y2", "row", "col")
+#: x2, y2; -1 when background), token row, token column, then the decimal digits (hundreds, tens,
+#: units) of the covering object's Seg-Zero answer in 840 space: box x1, y1, x2, y2 and reference
+#: points p1x, p1y, p2x, p2y (-1 when background).
+COORDS = ("x1", "y1", "x2", "y2", "p1x", "p1y", "p2x", "p2y")
+TARGET_COLUMNS = ("colour", "shape", "x1", "y1", "x2", "y2", "row", "col",
+                  *(f"{c}_{place}" for c in COORDS for place in ("100", "10", "1")))
+DIGIT_START = 8
+
+
+def digits(values: list[int]) -> list[int]:
+    """[405, 31] -> [4, 0, 5, 0, 3, 1]: hundreds, tens and units of each 840-space coordinate."""
+    return [d for v in values for d in (v // 100 % 10, v // 10 % 10, v % 10)]
 
 
 @dataclass(frozen=True)
@@ -67,18 +77,19 @@ def pixel_batch(images: np.ndarray, spec: ImageSpec) -> tuple[np.ndarray, np.nda
 
 
 def token_targets(scene: Any, spec: ImageSpec, min_share: float = 0.15) -> np.ndarray:
-    """[T, 8] float32 per merged token (row-major, the merger's order): the colour and shape of the
-    object covering most of the token's cell (when it covers >= `min_share` of it), that object's
-    box in 840 space / 840, and the token's row and column."""
-    from segzero_edge.synthetic import COLOURS, SHAPES
-    from segzero_edge.synthetic.language import box840
+    """[T, len(TARGET_COLUMNS)] float32 per merged token (row-major, the merger's order): the colour
+    and shape of the object covering most of the token's cell (when it covers >= `min_share` of
+    it), that object's box in 840 space / 840, the token's row and column, and the digits of the
+    object's box and reference points (its Seg-Zero answer)."""
+    from segzero_edge.synthetic import COLOURS, SHAPES, answer_for
 
     n = spec.side // spec.patch // spec.merge
     h, w = scene.image.shape[:2]
     colour_ids = {c: i + 1 for i, c in enumerate(COLOURS)}
     shape_ids = {s: i + 1 for i, s in enumerate(SHAPES)}
-    targets = np.zeros((n * n, 8), np.float32)
+    targets = np.zeros((n * n, len(TARGET_COLUMNS)), np.float32)
     targets[:, 2:6] = -1.0
+    targets[:, DIGIT_START:] = -1.0
     ys = (np.arange(n + 1) * h) // n
     xs = (np.arange(n + 1) * w) // n
     share = np.zeros((len(scene.objects), n, n), np.float32)
@@ -88,6 +99,7 @@ def token_targets(scene: Any, spec: ImageSpec, min_share: float = 0.15) -> np.nd
         sums = cum[ys[1:]][:, xs[1:]] - cum[ys[:-1]][:, xs[1:]] - cum[ys[1:]][:, xs[:-1]] + cum[ys[:-1]][:, xs[:-1]]
         share[k] = sums / np.outer(np.diff(ys), np.diff(xs))
     best = share.argmax(0)
+    answers: dict[int, Any] = {}
     for r in range(n):
         for c in range(n):
             t = targets[r * n + c]
@@ -95,6 +107,10 @@ def token_targets(scene: Any, spec: ImageSpec, min_share: float = 0.15) -> np.nd
             k = int(best[r, c])
             if share[k, r, c] >= min_share:
                 obj = scene.objects[k]
+                if k not in answers:
+                    answers[k] = answer_for(obj.mask)
+                ans = answers[k]
                 t[0], t[1] = colour_ids[obj.colour], shape_ids[obj.shape]
-                t[2:6] = np.asarray(box840(obj), np.float32) / 840.0
+                t[2:6] = np.asarray(ans.bbox, np.float32) / 840.0
+                t[DIGIT_START:] = digits([*ans.bbox, *ans.points[0], *ans.points[1]])
     return targets

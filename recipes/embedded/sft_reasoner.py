@@ -56,6 +56,7 @@ class SftConfig:
     seed: int = field(default=0, metadata={"help": "data order"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast (CUDA, or a CPU with native bf16)"})
     save_minutes: float = field(default=3.0, metadata={"help": "write the resumable state this often"})
+    log_every: int = field(default=50, metadata={"help": "log the loss every N steps"})
     workers: int = field(default=2, metadata={"help": "image preprocessing processes for the eval"})
     device: str = field(default="auto", metadata={"help": "auto, cuda or cpu"})
 
@@ -301,7 +302,7 @@ def train(cfg: SftConfig) -> dict[str, Any]:
         opt.step()
         step += 1
         bar.update()
-        if step % 50 == 0 or step == 1:
+        if step % cfg.log_every == 0 or step == 1:
             rec = {"step": step, "lr": round(lr, 6), "loss": round(loss.item(), 4),
                    "epoch": round(step * cfg.batch / len(examples), 3)}
             log.append(rec)
