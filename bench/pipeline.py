@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from segzero_edge.export.engine import ExportConfig, export_engines
     from segzero_edge.runtime import ReasoningSegmenter
-    from segzero_edge.runtime.decoder import GenerationConfig
+    from segzero_edge.generation import GenerationConfig
 
     from segzero_edge.models.reasoner import TorchReasoner
     from segzero_edge.models.segmenter import TorchSegmenter

@@ -194,7 +194,7 @@ def torch_runner(model, inputs: dict, tokens: int):
 
 
 def runtime_runner(decoder, embeds, positions, prompt_ids, delta: int, tokens: int):
-    from segzero_edge.runtime.decoder import GenerationConfig
+    from segzero_edge.generation import GenerationConfig
 
     def run(n: int = tokens):
         cfg = GenerationConfig(max_new_tokens=n, repetition_penalty=1.0)
@@ -264,7 +264,7 @@ def setup_model(name: str, args, work: Path) -> tuple[list[Row], int]:
 
     torch.set_num_threads(args.threads)
     if name == "tiny":
-        from segzero_edge.runtime.qwen_rope import rope_index
+        from segzero_edge.graphs.qwen_rope import rope_index
 
         from segzero_edge.models.reasoner import TorchReasoner
 

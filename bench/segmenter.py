@@ -77,7 +77,7 @@ def build_model(name: str) -> Any:
 def export_all(model: Any, out: Path, precisions: list[str]) -> dict[str, Path]:
     from segzero_edge.export.quantize_segmenter import to_fp16, to_int8
     from segzero_edge.export.segmenter import export_segmenter_decoder, export_segmenter_encoder
-    from segzero_edge.runtime import segmenter_io as io
+    from segzero_edge.graphs import segmenter_io as io
 
     fp32 = out / "fp32"
     export_segmenter_encoder(model, fp32 / io.ENCODER_FILE)
@@ -113,7 +113,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def _groups(dirs: dict[str, Path]) -> list[tuple[str, Path | None, dict[str, Path | None]]]:
     """(label, encoder graph, {row label: decoder graph}): one encoder session per group, its
     decoders timed on the same embeddings (int8 also with the int8 decoder export_segmenter skips)."""
-    from segzero_edge.runtime import segmenter_io as io
+    from segzero_edge.graphs import segmenter_io as io
 
     groups: list[tuple[str, Path | None, dict[str, Path | None]]] = [
         ("torch eager", None, {"torch eager": None})

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from segzero_edge.runtime.tokenizer import QUESTION_FIELD, USER_SENTINEL
+from segzero_edge.graphs.reasoner_prompt import QUESTION_FIELD, SEGZERO_QUESTION_RULE, USER_SENTINEL
 
 from segzero_edge.prompts import (
     EXAMPLE_ANSWER,
@@ -64,7 +64,7 @@ def prompt_metadata(processor: Any) -> dict[str, Any]:
         "prefix": prefix,
         "suffix": suffix,
         "user_template": user_template,
-        "question_normalization": "lower_strip_dots",
+        "question_normalization": SEGZERO_QUESTION_RULE,
         "system": SYSTEM_PROMPT,
     }
 
@@ -103,7 +103,7 @@ def model_dims(model: Any) -> dict[str, Any]:
 
 
 def preprocess_metadata(processor: Any) -> dict[str, Any]:
-    from segzero_edge.runtime.qwen_preprocess import QwenImageConfig
+    from segzero_edge.graphs.qwen_preprocess import QwenImageConfig
 
     ip = processor.image_processor
     cfg = QwenImageConfig.from_dict(ip.to_dict())

@@ -1,5 +1,5 @@
 """Export the reasoner's text side: `embed.onnx` (token embedding) and `decoder.onnx` (a
-KV-cache decoder step with M-RoPE). Names and shapes: `segzero_edge.runtime.reasoner_text_io`.
+KV-cache decoder step with M-RoPE). Names and shapes: `segzero_edge.graphs.reasoner_text_io`.
 
 The decoder wrapper re-states the Qwen2 decoder layer around HF's own modules (projections,
 RMSNorm, MLP, the M-RoPE rotary module and `apply_rotary_pos_emb`), because HF's forward
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from segzero_edge.runtime import reasoner_text_io as io
+from segzero_edge.graphs import reasoner_text_io as io
 from torch import nn
 
 if TYPE_CHECKING:

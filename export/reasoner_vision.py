@@ -7,7 +7,7 @@ wrapper keeps HF's weights and submodules (patch embedding weights, RMSNorms, qk
 MLPs, merger) and replaces only that plumbing:
 
 - grid-dependent tensors come in as inputs, computed on the host by
-  `segzero_edge.runtime.qwen_vision_index` (rotary cos/sin, padded window slots);
+  `segzero_edge.graphs.qwen_vision_index` (rotary cos/sin, padded window slots);
 - windowed blocks attend inside fixed 64-slot windows, batched [W, heads, 64, 64] with a key
   mask for the padding slots of border windows; full-attention blocks attend over all N
   patches of the (single) image;
@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from segzero_edge.runtime import reasoner_io as io
-from segzero_edge.runtime.qwen_preprocess import QwenImageConfig
-from segzero_edge.runtime.qwen_vision_index import VisionGeometry
-from segzero_edge.runtime.vision import grid_inputs
+from segzero_edge.graphs import reasoner_vision_io as io
+from segzero_edge.graphs.qwen_preprocess import QwenImageConfig
+from segzero_edge.graphs.qwen_vision_index import VisionGeometry
 from torch import nn
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ def _visual(model: nn.Module) -> nn.Module:
 
 
 class VisionExportWrapper(nn.Module):
-    """Flat-tensor Qwen2.5-VL vision tower for one image; I/O as in `reasoner_io` (vision.onnx)."""
+    """Flat-tensor Qwen2.5-VL vision tower for one image; I/O as in `segzero_edge.graphs.reasoner_vision_io` (vision.onnx)."""
 
     def __init__(self, visual: nn.Module) -> None:
         super().__init__()
@@ -149,7 +148,7 @@ def vision_meta(model: PreTrainedModel, image_config: QwenImageConfig | None = N
 
 def vision_inputs(grid_thw: np.ndarray, meta: io.VisionMeta, pixel_values: np.ndarray | None = None) -> dict:
     """Numpy feed dict for vision.onnx for one image grid [1, 3] (seeded random pixels when not given)."""
-    feeds = grid_inputs(grid_thw, meta)
+    feeds = io.grid_inputs(grid_thw, meta)
     if pixel_values is None:
         n = int(np.prod(grid_thw))
         pixel_values = np.random.default_rng(0).standard_normal((n, meta.image.patch_dim)).astype(np.float32)
@@ -247,7 +246,7 @@ def export_vision(
     grid: the example (t, h, w) patch grid used for tracing; the graph accepts any one-image
     grid (N, W dynamic). precision: fp32 | fp16 (Softmax and RMSNorm statistics stay fp32,
     I/O stays float32) | int8 (dynamic int8 MatMul weights). The graph's metadata carries
-    `VisionMeta` (preprocessing and geometry) under `reasoner_io.VISION_META_KEY`.
+    `VisionMeta` (preprocessing and geometry) under `reasoner_vision_io.VISION_META_KEY`.
     image_config: preprocessing recorded in the graph (default: the local checkpoint's
     preprocessor_config.json, else Qwen2.5-VL-Instruct's).
     external_data: weights in `<path>.data` (None: only when over 2 GB, e.g. the real fp32 tower).

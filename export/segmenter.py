@@ -1,6 +1,6 @@
 """SAM2 (transformers `Sam2Model`) → `encoder.onnx` + `decoder.onnx`.
 
-Two export-only wrappers with flat tensor I/O (names in `runtime/segmenter_io.py`),
+Two export-only wrappers with flat tensor I/O (names in `segzero_edge/graphs/segmenter_io.py`),
 exported with `torch.onnx.export(..., dynamo=True)`:
 
 - the encoder is `Sam2Model.get_image_embeddings`: Hiera + FPN, the decoder's conv_s0/s1
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from segzero_edge.runtime import segmenter_io as io
+from segzero_edge.graphs import segmenter_io as io
 from torch import nn
 
 from .quantize import EXTERNAL_DATA_THRESHOLD

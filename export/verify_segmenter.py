@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from segzero_edge.runtime.sam_preprocess import resize_antialiased
+from segzero_edge.graphs.sam_preprocess import resize_antialiased
 
 #: Image sizes (H, W) cycled through by `verify_segmenter`: landscape, portrait, square, tiny, wide.
 IMAGE_SIZES = ((480, 640), (768, 512), (1024, 1024), (150, 200), (300, 1100), (1200, 900))

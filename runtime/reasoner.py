@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from segzero_edge.runtime.decoder import DecodeResult, GenerationConfig, TextDecoder
+from segzero_edge.generation import GenerationConfig
+from segzero_edge.runtime.decoder import DecodeResult, TextDecoder
 from segzero_edge.runtime.providers import execution_providers, session_options
-from segzero_edge.runtime.qwen_rope import rope_index
+from segzero_edge.graphs.qwen_rope import rope_index
 from segzero_edge.runtime.tokenizer import PromptTokenizer
 
 from segzero_edge.pipeline import Generation

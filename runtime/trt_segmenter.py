@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from . import segmenter_io as io
-from .segmenter import GraphSegmenter, component_meta
-from .trt_engine import TrtEngine
+from segzero_edge.graphs import segmenter_io as io
+from segzero_edge.runtime.segmenter import GraphSegmenter, component_meta
+from segzero_edge.runtime.trt_engine import TrtEngine
 
 #: Engine-directory folder of the plans; the manifest's `trt` component lists them as
 #: `{"segmenter": {"encoder": "segmenter_encoder.plan", "decoder": "segmenter_decoder.plan", ...}}`.

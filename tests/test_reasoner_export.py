@@ -14,7 +14,7 @@ onnx = pytest.importorskip("onnx")
 from segzero_edge.export.quantize_reasoner import convert_precision, file_bytes  # noqa: E402
 from segzero_edge.export.reasoner import export_reasoner  # noqa: E402
 from segzero_edge.export.verify_reasoner import verify_reasoner  # noqa: E402
-from segzero_edge.runtime import reasoner_text_io as io  # noqa: E402
+from segzero_edge.graphs import reasoner_text_io as io  # noqa: E402
 from segzero_edge.runtime.reasoner import OrtReasoner  # noqa: E402
 from segzero_edge.runtime.tokenizer import PromptTokenizer  # noqa: E402
 

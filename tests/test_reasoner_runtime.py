@@ -223,7 +223,7 @@ def test_logits_processing_matches_transformers():
 def test_runtime_modules_are_torch_free():
     code = (
         "import sys\nimport segzero_edge.runtime.reasoner, segzero_edge.runtime.decoder, "
-        "segzero_edge.runtime.tokenizer, segzero_edge.runtime.reasoner_text_io\n"
+        "segzero_edge.runtime.tokenizer, segzero_edge.graphs.reasoner_text_io\n"
         "print(' '.join(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

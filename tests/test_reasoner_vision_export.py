@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from segzero_edge.runtime import reasoner_io as io  # noqa: E402
-from segzero_edge.runtime.qwen_vision_index import (  # noqa: E402
+from segzero_edge.graphs import reasoner_vision_io as io  # noqa: E402
+from segzero_edge.graphs.qwen_vision_index import (  # noqa: E402
     VisionGeometry,
     cu_seqlens,
     padded_windows,
@@ -112,7 +112,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 def test_graph_io_and_metadata(graphs, model, tiny_models):
     import onnx
     from segzero_edge.export.reasoner_vision import read_vision_meta
-    from segzero_edge.runtime.qwen_preprocess import QwenImageConfig
+    from segzero_edge.graphs.qwen_preprocess import QwenImageConfig
 
     for precision, path in graphs.items():
         graph = onnx.load(str(path)).graph
@@ -176,7 +176,8 @@ def test_external_data_round_trip(graphs, tmp_path):
 def test_errors(graphs, tmp_path):
     import onnx
     from segzero_edge.export.reasoner_vision import convert_vision, export_vision
-    from segzero_edge.runtime.vision import OrtVision, grid_inputs
+    from segzero_edge.graphs.reasoner_vision_io import grid_inputs
+    from segzero_edge.runtime.vision import OrtVision
 
     vision = OrtVision.from_file(graphs["fp32"])
     with pytest.raises(ValueError, match="one still image"):

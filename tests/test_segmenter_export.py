@@ -12,7 +12,7 @@ import torch
 from segmenter_helpers import exported, ort_segmenter, scratch, torch_segmenter
 from segzero_edge.export import segmenter as export_mod
 from segzero_edge.export.verify_segmenter import THRESHOLDS, ParityThresholds, verify_segmenter
-from segzero_edge.runtime import segmenter_io as io
+from segzero_edge.graphs import segmenter_io as io
 
 # Figures measured on the tiny model (6 images × 4 prompts, seed 1) when the bounds were set:
 #   fp32: max|Δlogit| 1.0e-3 of |logit| ≤ 125 (rel 8e-6), mask IoU min 1.0, same mask 100%

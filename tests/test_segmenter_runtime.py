@@ -13,7 +13,7 @@ from fakes import ScriptedReasoner, answer_text
 from segmenter_helpers import exported, image, ort_segmenter, scratch, torch_segmenter
 from segzero_edge.export.verify_segmenter import mask_iou
 from segzero_edge.runtime import providers
-from segzero_edge.runtime import segmenter_io as io
+from segzero_edge.graphs import segmenter_io as io
 from segzero_edge.runtime.segmenter import OrtSegmenter, check_meta
 
 from segzero_edge.manifest import EngineError, write_manifest
@@ -23,7 +23,7 @@ from segzero_edge.pipeline import ReasoningPipeline, Segmenter
 def test_runtime_modules_are_torch_free():
     code = (
         "import sys\nimport segzero_edge.runtime.segmenter, segzero_edge.runtime.trt_segmenter, "
-        "segzero_edge.runtime.sam_preprocess, segzero_edge.runtime.providers\n"
+        "segzero_edge.graphs.sam_preprocess, segzero_edge.runtime.providers\n"
         "print(' '.join(m for m in ('torch', 'transformers', 'tensorrt') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from segmenter_helpers import image, torch_segmenter
-from segzero_edge.runtime.sam_preprocess import (
+from segzero_edge.graphs.sam_preprocess import (
     masks_from_logits,
     preprocess_image,
     prompt_arrays,
     upsample_logits,
 )
-from segzero_edge.runtime.segmenter_io import IMAGE_MEAN, IMAGE_STD
+from segzero_edge.graphs.segmenter_io import IMAGE_MEAN, IMAGE_STD
 
 from segzero_edge.pipeline import Segmenter
 

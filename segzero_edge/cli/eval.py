@@ -42,7 +42,7 @@ def build_pipeline(args: argparse.Namespace):
     from segzero_edge.models.reasoner import TorchReasoner
     from segzero_edge.models.segmenter import TorchSegmenter
     from segzero_edge.pipeline import ReasoningPipeline
-    from segzero_edge.runtime.decoder import GenerationConfig
+    from segzero_edge.generation import GenerationConfig
 
     config = GenerationConfig() if args.max_new_tokens is None else GenerationConfig(max_new_tokens=args.max_new_tokens)
     reasoner = TorchReasoner.from_pretrained(args.reasoner, device=args.device, config=config)

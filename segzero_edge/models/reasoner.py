@@ -18,7 +18,7 @@ from PIL import Image
 
 from segzero_edge.pipeline import Generation
 from segzero_edge.prompts import chat_messages, resize_for_reasoner
-from segzero_edge.runtime.decoder import GenerationConfig
+from segzero_edge.generation import GenerationConfig
 
 __all__ = ["GenerationConfig", "TorchEncoded", "TorchIds", "TorchReasoner"]
 
