@@ -66,7 +66,7 @@ def export_engines(config: ExportConfig, *, progress: bool = True) -> Path:
             "segmenter": export_segmenter(config.segmenter, staging / "segmenter", precision=config.segmenter_precision),
         }
         if config.tensorrt:
-            from .tensorrt import build_engine_plans
+            from .plans import build_engine_plans
 
             components["trt"] = build_engine_plans(staging, components)
         _chmod_like_mkdir(staging)

@@ -23,8 +23,6 @@ from .quantize import EXTERNAL_DATA_THRESHOLD
 
 #: ONNX opset of the exported graphs (LayerNormalization needs ≥ 17).
 OPSET = 18
-#: Decoder prompts may have 1..MAX_POINTS points (Seg-Zero's prompt is 2 points + 2 corners + 1 pad).
-MAX_POINTS = 64
 
 
 class SamEncoderExport(nn.Module):
@@ -154,7 +152,7 @@ def export_segmenter_encoder(model: nn.Module, path: str | Path) -> Path:
     return _save(program, Path(path), _param_bytes(model.vision_encoder))
 
 
-def export_segmenter_decoder(model: nn.Module, path: str | Path, max_points: int = MAX_POINTS) -> Path:
+def export_segmenter_decoder(model: nn.Module, path: str | Path, max_points: int = io.MAX_POINTS) -> Path:
     """Export prompt encoder + mask decoder to `path` (fp32), N = 1..max_points. Returns the path."""
     model = _load(model)
     points = torch.export.Dim("num_points", min=1, max=max_points)
@@ -247,57 +245,7 @@ def export_segmenter(
         precision={"encoder": precision, "decoder": decoder_precision},
         quantization=details,
         opset=OPSET,
-        max_points=MAX_POINTS,
+        max_points=io.MAX_POINTS,
         model=model_summary(model),
     )
     return meta
-
-
-def build_segmenter_plans(
-    onnx_dir: str | Path,
-    plan_dir: str | Path,
-    *,
-    meta: dict[str, Any] | None = None,
-    fp16: bool = True,
-    max_points: int = MAX_POINTS,
-    opt_points: int = 5,
-    timing_cache: str | Path | None = None,
-) -> dict[str, Any]:
-    """Build `segmenter_encoder.plan` and `segmenter_decoder.plan` in `plan_dir` from the
-    graphs in `onnx_dir` and return the manifest's `trt.segmenter` entry (plan names relative
-    to `plan_dir`).
-
-    The graphs must be fp32 or fp16 (`meta["precision"]`): TensorRT has no kernels for
-    onnxruntime's dynamic-int8 ops; with `fp16=True` it picks fp16 kernels itself. The decoder
-    profile covers 1..max_points prompt points, tuned for `opt_points` (Seg-Zero: 2 points +
-    2 box corners + 1 pad = 5).
-    """
-    from .tensorrt import build_plan
-
-    if not 1 <= opt_points <= max_points <= MAX_POINTS:
-        raise ValueError(
-            f"need 1 <= opt_points <= max_points <= {MAX_POINTS}, got {opt_points}, {max_points}"
-        )
-    precision = (meta or {}).get("precision", {"encoder": "fp32", "decoder": "fp32"})
-    if "int8" in precision.values():
-        raise ValueError(
-            f"TensorRT plans are built from fp32/fp16 segmenter graphs, these are {precision}: onnxruntime's "
-            "dynamic int8 ops have no TensorRT kernels. Export the segmenter as fp16 (or fp32) with --tensorrt"
-        )
-    onnx_dir, plan_dir = Path(onnx_dir), Path(plan_dir)
-    for name in (io.ENCODER_FILE, io.DECODER_FILE):
-        if not (onnx_dir / name).is_file():
-            raise FileNotFoundError(f"{onnx_dir / name} is missing: export the segmenter there first")
-    decoder_profile = {
-        io.POINT_COORDS: ((1, 1, 2), (1, opt_points, 2), (1, max_points, 2)),
-        io.POINT_LABELS: ((1, 1), (1, opt_points), (1, max_points)),
-    }
-    build_plan(onnx_dir / io.ENCODER_FILE, plan_dir / io.ENCODER_PLAN, fp16=fp16, timing_cache=timing_cache)
-    build_plan(
-        onnx_dir / io.DECODER_FILE,
-        plan_dir / io.DECODER_PLAN,
-        profiles=[decoder_profile],
-        fp16=fp16,
-        timing_cache=timing_cache,
-    )
-    return {"encoder": io.ENCODER_PLAN, "decoder": io.DECODER_PLAN, "fp16": fp16, "max_points": max_points}

@@ -17,7 +17,7 @@ TRT_DIR = "trt"
 
 
 class TrtSegmenter(GraphSegmenter):
-    """SAM2 encoder + decoder TensorRT plans (built by `export.segmenter.build_segmenter_plans`)."""
+    """SAM2 encoder + decoder TensorRT plans (built by `export.plans.build_segmenter_plans`)."""
 
     def __init__(
         self, encoder_plan: str | Path, decoder_plan: str | Path, meta: dict[str, Any] | None = None

@@ -194,6 +194,7 @@ def test_parity_thresholds_validate():
 
 
 def test_plan_config_and_missing_tensorrt():
+    from segzero_edge.export.plans import build_segmenter_plans
     from segzero_edge.export.tensorrt import PlanConfig, build_plan
 
     with pytest.raises(ValueError, match="workspace_gib"):
@@ -206,18 +207,19 @@ def test_plan_config_and_missing_tensorrt():
         with pytest.raises(ImportError, match=r"segzero-edge\[trt\]"):
             build_plan(exported("fp32")[0] / io.DECODER_FILE, scratch("trt") / "x.plan")
     with pytest.raises(ValueError, match="fp32/fp16"):
-        export_mod.build_segmenter_plans(exported("int8")[0], scratch("trt"), meta=exported("int8")[1])
+        build_segmenter_plans(exported("int8")[0], scratch("trt"), meta=exported("int8")[1])
 
 
 @pytest.mark.trt
 @pytest.mark.gpu
 def test_tensorrt_plans_match_pytorch():
     pytest.importorskip("tensorrt")
+    from segzero_edge.export.plans import build_segmenter_plans
     from segzero_edge.runtime.trt_segmenter import TrtSegmenter
 
     folder, meta = exported("fp32")
     plans = scratch("plans")
-    entry = export_mod.build_segmenter_plans(
+    entry = build_segmenter_plans(
         folder, plans, meta=meta, fp16=False, timing_cache=plans / "timing.cache"
     )
     segmenter = TrtSegmenter.from_dir(plans, meta=meta, plans=entry)
