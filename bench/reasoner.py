@@ -228,8 +228,8 @@ def text_decoder(engine: Path, dims: dict, threads: int, spin: bool):
 
 def export_text(model, work: Path, precisions: list[str], block_sizes: list[int], accuracy_level: int):
     """{label: dir} of embed/decoder graphs per precision under `work` (reused when present)."""
-    from segzero_edge.export.quantize_reasoner import convert_precision
-    from segzero_edge.export.reasoner_text import export_decoder, export_embed
+    from segzero_edge.export.precision import convert
+    from segzero_edge.export.reasoner_text import PRECISION_POLICY, export_decoder, export_embed
 
     fp32 = work / "fp32"
     if not (fp32 / "decoder.onnx").is_file():
@@ -248,8 +248,9 @@ def export_text(model, work: Path, precisions: list[str], block_sizes: list[int]
             if not (out / "decoder.onnx").is_file():
                 print(f"  converting to {label} ...", file=sys.stderr)
                 for name in ("embed.onnx", "decoder.onnx"):
-                    convert_precision(
-                        fp32 / name, out / name, precision, block_size=block, accuracy_level=accuracy_level
+                    convert(
+                        fp32 / name, out / name, precision, PRECISION_POLICY, block_size=block,
+                        accuracy_level=accuracy_level,
                     )
             dirs[label] = out
     return dirs

@@ -75,8 +75,12 @@ def build_model(name: str) -> Any:
 
 
 def export_all(model: Any, out: Path, precisions: list[str]) -> dict[str, Path]:
-    from segzero_edge.export.quantize_segmenter import to_fp16, to_int8
-    from segzero_edge.export.segmenter import export_segmenter_decoder, export_segmenter_encoder
+    from segzero_edge.export.precision import convert
+    from segzero_edge.export.segmenter import (
+        PRECISION_POLICY,
+        export_segmenter_decoder,
+        export_segmenter_encoder,
+    )
     from segzero_edge.graphs import segmenter_io as io
 
     fp32 = out / "fp32"
@@ -87,10 +91,9 @@ def export_all(model: Any, out: Path, precisions: list[str]) -> dict[str, Path]:
         if precision == "fp32":
             continue
         target = out / precision
-        convert = to_int8 if precision == "int8" else to_fp16
-        convert(fp32 / io.ENCODER_FILE, target / io.ENCODER_FILE)
+        convert(fp32 / io.ENCODER_FILE, target / io.ENCODER_FILE, precision, PRECISION_POLICY)
         # int8 keeps the fp32 decoder, as export_segmenter does; also time the int8 decoder.
-        convert(fp32 / io.DECODER_FILE, target / io.DECODER_FILE)
+        convert(fp32 / io.DECODER_FILE, target / io.DECODER_FILE, precision, PRECISION_POLICY)
         dirs[precision] = target
     return dirs
 

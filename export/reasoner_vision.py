@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from segzero_edge.export.onnx_io import needs_external_data, save_program
+from segzero_edge.export.precision import PrecisionPolicy, convert
 from segzero_edge.graphs import reasoner_vision_io as io
 from segzero_edge.graphs.qwen_preprocess import QwenImageConfig
 from segzero_edge.graphs.qwen_vision_index import VisionGeometry
@@ -34,9 +36,15 @@ from torch import nn
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-#: ops kept in float32 in the fp16 graph: softmax and the RMSNorm statistics (squares of
-#: vision activations overflow fp16's 65504).
-FP16_KEEP_FP32_OPS: tuple[str, ...] = ("Softmax", "Pow", "ReduceMean", "Sqrt", "Reciprocal", "Rsqrt")
+#: The vision tower's precision policy. fp16: softmax and the RMSNorm statistics stay float32
+#: (squares of vision activations overflow fp16's 65504), I/O float32. int8: every MatMul
+#: (patch embedding, qkv/proj, MLPs, merger), per-tensor scales.
+PRECISION_POLICY = PrecisionPolicy(
+    fp16_keep_fp32_ops=("Softmax", "Pow", "ReduceMean", "Sqrt", "Reciprocal", "Rsqrt"),
+    int8_ops=("MatMul",),
+    int8_per_channel=False,
+    int8_prepare=True,
+)
 
 
 def _visual(model: nn.Module) -> nn.Module:
@@ -185,10 +193,9 @@ def _export_fp32(
             optimize=True,
             verbose=False,
         )
-    data = path.with_name(path.name + ".data")
-    data.unlink(missing_ok=True)
-    # weights > 2 GB (the real fp32 tower) go to `vision.onnx.data` next to the graph
-    program.save(str(path), external_data=external_data)
+    if external_data is None:  # the real fp32 tower (~2.7 GB) goes to `vision.onnx.data`
+        external_data = needs_external_data(sum(p.numel() * p.element_size() for p in wrapper.parameters()))
+    save_program(program, path, external_data=external_data)
 
 
 #: symbolic dim names written into vision.onnx (the exporter's own are like "4*n_merged", "s79")
@@ -214,20 +221,14 @@ def _finalize(path: Path, meta: io.VisionMeta) -> None:
 def convert_vision(src: str | Path, dst: str | Path, precision: str, external_data: bool | None = None) -> Path:
     """Write `precision` (fp16 | int8) of an fp32 vision.onnx `src` to `dst`; returns `dst`.
 
-    fp16: weights/activations float16 except FP16_KEEP_FP32_OPS; I/O stays float32.
-    int8: dynamic int8 quantization of every MatMul (patch embedding, qkv/proj, MLPs, merger).
+    `PRECISION_POLICY` says what each precision keeps in float32 or quantizes.
     """
-    from segzero_edge.export.quantize import convert_fp16, quantize_int8_dynamic
-
     meta = read_vision_meta(src)
     if meta.precision != "fp32":
         raise ValueError(f"{src} is {meta.precision}; convert from the fp32 vision.onnx")
-    if precision == "fp16":
-        convert_fp16(src, dst, keep_fp32_ops=FP16_KEEP_FP32_OPS, external_data=external_data)
-    elif precision == "int8":
-        quantize_int8_dynamic(src, dst, op_types=("MatMul",), external_data=external_data)
-    else:
+    if precision not in ("fp16", "int8"):
         raise ValueError(f"convert_vision precision must be 'fp16' or 'int8', got {precision!r}")
+    convert(src, dst, precision, PRECISION_POLICY, external_data=external_data)
     meta = io.VisionMeta(meta.image, meta.geometry, meta.head_dim, meta.rope_theta, meta.out_hidden, precision)
     _finalize(Path(dst), meta)
     return Path(dst)

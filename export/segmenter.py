@@ -19,10 +19,27 @@ import torch
 from segzero_edge.graphs import segmenter_io as io
 from torch import nn
 
-from .quantize import EXTERNAL_DATA_THRESHOLD
+from segzero_edge.export.onnx_io import needs_external_data, save_program
+from segzero_edge.export.precision import PrecisionPolicy, convert
 
 #: ONNX opset of the exported graphs (LayerNormalization needs ≥ 17).
 OPSET = 18
+
+#: The segmenter's precision policy.
+#: - fp16: LayerNormalization and Softmax stay fp32 (their statistics and sums lose the mask
+#:   logits' precision in fp16), and so does the prompt's random-Fourier position encoding
+#:   (sin/cos of 2π·x·G: an fp16 argument of ~10 is off by up to 4e-3 rad); graph I/O fp32.
+#: - int8: MatMul/Gemm weights (int8, per tensor; activations uint8 per call). Convolutions
+#:   stay fp32: on this 2-core x86 CPU, quantizing them too made the hiera-t encoder slower
+#:   (5.6 s vs 4.9 s; fp32 7.8 s) and less faithful (max relative feature error 0.060 vs 0.052).
+#:   `export_segmenter` keeps the decoder fp32 for int8: it is ~4M weights, int8 saves it 0-30%
+#:   of its time and costs ~2 points of mask IoU (bench/segmenter.py prints both variants).
+PRECISION_POLICY = PrecisionPolicy(
+    fp16_keep_fp32_ops=("LayerNormalization", "Softmax", "Sin", "Cos"),
+    int8_ops=("MatMul", "Gemm"),
+    int8_per_channel=False,
+    int8_prepare=True,
+)
 
 
 class SamEncoderExport(nn.Module):
@@ -111,15 +128,6 @@ def _param_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def _save(program: Any, path: Path, weight_bytes: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    external = weight_bytes > EXTERNAL_DATA_THRESHOLD
-    for stale in (path, path.with_name(path.name + ".data")):
-        stale.unlink(missing_ok=True)
-    program.save(path, external_data=external)
-    return path
-
-
 def example_encoder_inputs(model: nn.Module) -> tuple[torch.Tensor]:
     dtype = next(model.parameters()).dtype
     return (torch.zeros(1, 3, io.IMAGE_SIZE, io.IMAGE_SIZE, dtype=dtype),)
@@ -149,7 +157,7 @@ def export_segmenter_encoder(model: nn.Module, path: str | Path) -> Path:
         opset_version=OPSET,
         verbose=False,
     )
-    return _save(program, Path(path), _param_bytes(model.vision_encoder))
+    return save_program(program, path, external_data=needs_external_data(_param_bytes(model.vision_encoder)))
 
 
 def export_segmenter_decoder(model: nn.Module, path: str | Path, max_points: int = io.MAX_POINTS) -> Path:
@@ -167,7 +175,8 @@ def export_segmenter_decoder(model: nn.Module, path: str | Path, max_points: int
         opset_version=OPSET,
         verbose=False,
     )
-    return _save(program, Path(path), _param_bytes(model.mask_decoder) + _param_bytes(model.prompt_encoder))
+    weight_bytes = _param_bytes(model.mask_decoder) + _param_bytes(model.prompt_encoder)
+    return save_program(program, path, external_data=needs_external_data(weight_bytes))
 
 
 def model_summary(model: nn.Module) -> dict[str, Any]:
@@ -198,14 +207,12 @@ def export_segmenter(
 
     precision: "fp32" | "fp16" | "int8" for the encoder. decoder_precision defaults to the
     same, except for "int8", where the decoder stays fp32: it is ~4M weights, and int8
-    costs it ~2 points of mask IoU for 0-30% of its time (see `quantize_segmenter`).
+    costs it ~2 points of mask IoU for 0-30% of its time (see `PRECISION_POLICY`).
     fp32_dir: an earlier fp32 export of the same model to convert from instead of exporting
     again (e.g. the fp32 graphs kept for TensorRT). progress: a tqdm bar over the steps
     (exporting hiera-l takes minutes on a CPU).
     """
     from tqdm.auto import tqdm
-
-    from .quantize_segmenter import to_fp16, to_int8
 
     if precision not in io.PRECISIONS:
         raise ValueError(f"precision must be one of {io.PRECISIONS}, got {precision!r}")
@@ -236,7 +243,7 @@ def export_segmenter(
                         )
             continue
         fp32 = source if source is not None else exporters[name](model, out_dir / f".{name}.fp32.onnx")
-        details[name] = to_fp16(fp32, final) if prec == "fp16" else to_int8(fp32, final)
+        details[name] = convert(fp32, final, prec, PRECISION_POLICY)
         if source is None:
             for tmp in (fp32, fp32.with_name(fp32.name + ".data")):
                 tmp.unlink(missing_ok=True)

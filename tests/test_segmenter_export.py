@@ -140,7 +140,9 @@ def test_mask_input_is_used_only_when_flagged():
 
 
 def test_external_data_for_large_graphs(monkeypatch):
-    monkeypatch.setattr(export_mod, "EXTERNAL_DATA_THRESHOLD", 0)
+    from segzero_edge.export import onnx_io
+
+    monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_THRESHOLD", 0)
     out = scratch("external") / io.DECODER_FILE
     export_mod.export_segmenter_decoder(torch_segmenter().model, out)
     assert out.with_name(out.name + ".data").is_file()
