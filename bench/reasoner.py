@@ -215,11 +215,11 @@ def runtime_runner(decoder, embeds, positions, prompt_ids, delta: int, tokens: i
 
 def text_decoder(engine: Path, dims: dict, threads: int, spin: bool):
     from segzero_edge.runtime.decoder import TextDecoder
-    from segzero_edge.runtime.reasoner import text_session
+    from segzero_edge.runtime.providers import create_session
 
     return TextDecoder(
-        text_session(engine / "embed.onnx", "cpu", threads=threads, spin=spin),
-        text_session(engine / "decoder.onnx", "cpu", threads=threads, spin=spin),
+        create_session(engine / "embed.onnx", "cpu", threads=threads, spin=spin),
+        create_session(engine / "decoder.onnx", "cpu", threads=threads, spin=spin),
         num_layers=dims["num_layers"],
         kv_heads=dims["kv_heads"],
         head_dim=dims["head_dim"],

@@ -194,13 +194,15 @@ def verify_segmenter(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from segzero_edge.runtime.providers import PROVIDERS
+
     parser = argparse.ArgumentParser(
         prog="python -m segzero_edge.export.verify_segmenter",
         description="Check an exported segmenter (engine dir) against its PyTorch source.",
     )
     parser.add_argument("source", help="SAM2 checkpoint: local dir or Hub id")
     parser.add_argument("engines", help="engine directory (manifest.json + segmenter/)")
-    parser.add_argument("--provider", default="cpu", help="cpu | cuda | tensorrt")
+    parser.add_argument("--provider", choices=PROVIDERS, default="cpu", help="execution provider")
     parser.add_argument("--images", type=int, default=4, help="random images")
     parser.add_argument("--prompts", type=int, default=3, help="random prompts per image")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
