@@ -26,6 +26,7 @@ from segzero_edge.train.trainer import build_trainer, run_training  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from segzero_edge.rewards import SEG_ZERO_COMPONENTS  # noqa: E402
+from segzero_edge.testing import cached_tiny_models  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "train" / "configs" / "tiny_cpu.yaml"
@@ -43,7 +44,8 @@ def one_thread():
 
 
 def tiny_config(out: Path, *overrides: str):
-    return load_config(TINY, [f"output_dir={out}", *overrides])
+    """tiny_cpu.yaml with the tiny model's directory (the CLI resolves `model: tiny`; Python callers pass a dir)."""
+    return load_config(TINY, [f"output_dir={out}", f"model={cached_tiny_models().reasoner}", *overrides])
 
 
 def text_length(completions, **_):
