@@ -28,7 +28,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check segzero_edge runtime export train tests bench
+	$(PY) -m ruff check segzero_edge runtime export train tests bench recipes
 
 demo: $(STAMP)
 	$(VENV)/bin/segzero-edge demo

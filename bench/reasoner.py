@@ -259,14 +259,13 @@ def export_text(model, work: Path, precisions: list[str], block_sizes: list[int]
 def setup_model(name: str, args, work: Path) -> tuple[list[Row], int]:
     """Rows (with runners) for one model, and its KV bytes read per decode step."""
     import torch
-    from segzero_edge.export.reasoner import model_dims
 
+    from segzero_edge.export.reasoner import model_dims
     from segzero_edge.testing import cached_tiny_models, tiny_reasoner_config
 
     torch.set_num_threads(args.threads)
     if name == "tiny":
         from segzero_edge.graphs.qwen_rope import rope_index
-
         from segzero_edge.models.reasoner import TorchReasoner
 
         reasoner = TorchReasoner.from_pretrained(cached_tiny_models().reasoner)

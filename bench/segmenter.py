@@ -138,10 +138,9 @@ def _load_group(
     """{row label: segmenter}, the ORT ones sharing one encoder session."""
     import copy
 
+    from segzero_edge.models.segmenter import TorchSegmenter
     from segzero_edge.runtime.providers import create_session
     from segzero_edge.runtime.segmenter import OrtSegmenter
-
-    from segzero_edge.models.segmenter import TorchSegmenter
 
     if encoder is None:
         return {label: TorchSegmenter(model) for label in decoders}

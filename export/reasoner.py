@@ -15,8 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from segzero_edge.export.onnx_io import onnx_bytes
+from segzero_edge.export.precision import check_block_size, convert
+from segzero_edge.export.reasoner_text import PRECISION_POLICY as TEXT_POLICY
 from segzero_edge.graphs.reasoner_prompt import QUESTION_FIELD, SEGZERO_QUESTION_RULE, USER_SENTINEL
-
 from segzero_edge.prompts import (
     EXAMPLE_ANSWER,
     QUESTION_TEMPLATE,
@@ -24,10 +26,6 @@ from segzero_edge.prompts import (
     SYSTEM_PROMPT,
     chat_messages,
 )
-
-from segzero_edge.export.onnx_io import onnx_bytes
-from segzero_edge.export.precision import check_block_size, convert
-from segzero_edge.export.reasoner_text import PRECISION_POLICY as TEXT_POLICY
 
 PRECISIONS = TEXT_POLICY.precisions
 

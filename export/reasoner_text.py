@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
+
 from segzero_edge.export.onnx_io import load_onnx, needs_external_data, save_onnx, save_program
 from segzero_edge.export.precision import PrecisionPolicy
 from segzero_edge.graphs import reasoner_text_io as io
-from torch import nn
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

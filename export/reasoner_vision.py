@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
+
 from segzero_edge.export.onnx_io import needs_external_data, save_program
 from segzero_edge.export.precision import PrecisionPolicy, convert
 from segzero_edge.graphs import reasoner_vision_io as io
 from segzero_edge.graphs.qwen_preprocess import QwenImageConfig
 from segzero_edge.graphs.qwen_vision_index import VisionGeometry
-from torch import nn
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from segzero_edge.graphs import segmenter_io as io
 from torch import nn
 
 from segzero_edge.export.onnx_io import needs_external_data, save_program
 from segzero_edge.export.precision import PrecisionPolicy, convert
+from segzero_edge.graphs import segmenter_io as io
 
 #: ONNX opset of the exported graphs (LayerNormalization needs ≥ 17).
 OPSET = 18

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from segzero_edge.generation import GenerationConfig
 
 #: Default queries for the parity pairs (varied length, punctuation and case).

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
 from segzero_edge.graphs.sam_preprocess import resize_antialiased
 
 #: Image sizes (H, W) cycled through by `verify_segmenter`: landscape, portrait, square, tiny, wide.
@@ -207,9 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=3, help="random prompts per image")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args(argv)
-    from segzero_edge.runtime.segmenter import OrtSegmenter
-
     from segzero_edge.models.segmenter import TorchSegmenter
+    from segzero_edge.runtime.segmenter import OrtSegmenter
 
     report = verify_segmenter(
         TorchSegmenter.from_pretrained(args.source),

@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from segzero_edge.generation import GenerationConfig
-from segzero_edge.runtime.decoder import DecodeResult, TextDecoder
-from segzero_edge.runtime.providers import create_session
-from segzero_edge.graphs.qwen_rope import rope_index
-from segzero_edge.runtime.tokenizer import PromptTokenizer
 
+from segzero_edge.generation import GenerationConfig
+from segzero_edge.graphs.qwen_rope import rope_index
 from segzero_edge.pipeline import Generation
 from segzero_edge.prompts import REASONER_SIZE, resize_for_reasoner
+from segzero_edge.runtime.decoder import DecodeResult, TextDecoder
+from segzero_edge.runtime.providers import create_session
+from segzero_edge.runtime.tokenizer import PromptTokenizer
 
 #: on_token(token_id, text_so_far): called once per generated token (streaming).
 TokenCallback = Callable[[int, str], None]

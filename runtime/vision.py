@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from segzero_edge.graphs import reasoner_vision_io as io
-from segzero_edge.runtime.providers import check_io, create_session
 from segzero_edge.graphs.qwen_preprocess import preprocess_image
+from segzero_edge.runtime.providers import check_io, create_session
 
 
 def read_meta(session: Any, path: str | Path, required: bool = True) -> io.VisionMeta | None:

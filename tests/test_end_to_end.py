@@ -48,7 +48,6 @@ def test_export_writes_a_verified_directory(engines):
 
 def test_segment_cli_matches_the_torch_pipeline(tiny_models, engines, image_path, tmp_path):
     from segzero_edge.generation import GenerationConfig
-
     from segzero_edge.images import load_image
     from segzero_edge.models.reasoner import TorchReasoner
     from segzero_edge.models.segmenter import TorchSegmenter

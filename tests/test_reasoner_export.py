@@ -13,15 +13,14 @@ onnx = pytest.importorskip("onnx")
 
 from segzero_edge.export.onnx_io import onnx_bytes  # noqa: E402
 from segzero_edge.export.precision import convert  # noqa: E402
-from segzero_edge.export.reasoner_text import PRECISION_POLICY  # noqa: E402
 from segzero_edge.export.reasoner import export_reasoner  # noqa: E402
+from segzero_edge.export.reasoner_text import PRECISION_POLICY  # noqa: E402
 from segzero_edge.export.verify_reasoner import verify_reasoner  # noqa: E402
 from segzero_edge.graphs import reasoner_text_io as io  # noqa: E402
-from segzero_edge.runtime.reasoner import OrtReasoner  # noqa: E402
-from segzero_edge.runtime.tokenizer import PromptTokenizer  # noqa: E402
-
 from segzero_edge.models.reasoner import GenerationConfig, TorchReasoner  # noqa: E402
 from segzero_edge.prompts import chat_messages  # noqa: E402
+from segzero_edge.runtime.reasoner import OrtReasoner  # noqa: E402
+from segzero_edge.runtime.tokenizer import PromptTokenizer  # noqa: E402
 
 QUERIES = (
     "the red circle",

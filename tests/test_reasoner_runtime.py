@@ -10,6 +10,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
+from segzero_edge.pipeline import Generation, Reasoner
 from segzero_edge.runtime.decoder import (
     GenerationConfig,
     KVCache,
@@ -17,8 +19,6 @@ from segzero_edge.runtime.decoder import (
     repetition_penalty,
     top_p_filter,
 )
-
-from segzero_edge.pipeline import Generation, Reasoner
 
 QUERY = "the red circle"
 

@@ -111,6 +111,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_graph_io_and_metadata(graphs, model, tiny_models):
     import onnx
+
     from segzero_edge.export.reasoner_vision import read_vision_meta
     from segzero_edge.graphs.qwen_preprocess import QwenImageConfig
 
@@ -176,6 +177,7 @@ def test_external_data_round_trip(graphs, tmp_path):
 
 def test_errors(graphs, tmp_path):
     import onnx
+
     from segzero_edge.export.reasoner_vision import convert_vision, export_vision
     from segzero_edge.graphs.reasoner_vision_io import grid_inputs
     from segzero_edge.runtime.vision import OrtVision

@@ -10,6 +10,7 @@ import onnx
 import pytest
 import torch
 from segmenter_helpers import exported, ort_segmenter, scratch, torch_segmenter
+
 from segzero_edge.export import segmenter as export_mod
 from segzero_edge.export.verify_segmenter import THRESHOLDS, ParityThresholds, verify_segmenter
 from segzero_edge.graphs import segmenter_io as io

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from fakes import ScriptedReasoner, answer_text
 from segmenter_helpers import exported, image, ort_segmenter, scratch, torch_segmenter
-from segzero_edge.export.verify_segmenter import mask_iou
-from segzero_edge.runtime import providers
-from segzero_edge.graphs import segmenter_io as io
-from segzero_edge.runtime.segmenter import OrtSegmenter, check_meta
 
+from segzero_edge.export.verify_segmenter import mask_iou
+from segzero_edge.graphs import segmenter_io as io
 from segzero_edge.manifest import EngineError, write_manifest
 from segzero_edge.pipeline import ReasoningPipeline, Segmenter
+from segzero_edge.runtime import providers
+from segzero_edge.runtime.segmenter import OrtSegmenter, check_meta
 
 
 def test_runtime_modules_are_torch_free():

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from segmenter_helpers import image, torch_segmenter
+
 from segzero_edge.graphs.sam_preprocess import (
     masks_from_logits,
     preprocess_image,
@@ -15,7 +16,6 @@ from segzero_edge.graphs.sam_preprocess import (
     upsample_logits,
 )
 from segzero_edge.graphs.segmenter_io import IMAGE_MEAN, IMAGE_STD
-
 from segzero_edge.pipeline import Segmenter
 
 

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from segzero_edge.train.config import TrainConfig, config_from_dict, load_config, save_config
 
 from segzero_edge.rewards import SEG_ZERO_COMPONENTS
+from segzero_edge.train.config import TrainConfig, config_from_dict, load_config, save_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 

@@ -147,10 +147,9 @@ def bytes_of(path: Path) -> int:
 
 
 def evaluate_all(cfg: EvalConfig, dirs: dict[str, Path]) -> dict[str, Any]:
-    from segzero_edge.runtime import ReasoningSegmenter
-
     from segzero_edge.evaldata import read_eval_set
     from segzero_edge.evaluate import evaluate
+    from segzero_edge.runtime import ReasoningSegmenter
 
     pipes = {m: ReasoningSegmenter.from_dir(dirs[m], max_new_tokens=cfg.max_new_tokens) for m in MODELS}
     for m in MODELS:  # answers memoised per model (see CachedReasoner)

@@ -36,11 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="reasoner budget used for the figures")
     args = parser.parse_args(argv)
 
-    from segzero_edge.runtime import ReasoningSegmenter
-
     from segzero_edge.answer import Answer
     from segzero_edge.manifest import read_manifest
     from segzero_edge.metrics import IoUMeter, intersection_union
+    from segzero_edge.runtime import ReasoningSegmenter
     from segzero_edge.synthetic import encode_png, generate_split
 
     src = args.run / "engines" / args.model
