@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from protocols import assert_accepts
 
 from segzero_edge.pipeline import Generation, Reasoner
 from segzero_edge.runtime.decoder import (
@@ -84,7 +85,8 @@ def test_int4_graphs_hold_matmulnbits_and_block_quantized_gather(int4_engine):
 
 
 def test_generate_is_a_reasoner_with_timings(runtime, encoded):
-    assert isinstance(runtime, Reasoner)
+    assert_accepts(runtime.encode_image, Reasoner.encode_image)
+    assert_accepts(runtime.generate, Reasoner.generate)
     g = runtime.generate(encoded, QUERY)
     assert isinstance(g, Generation)
     assert 1 <= g.tokens <= 32 and g.prefill_ms > 0 and g.decode_ms >= 0

@@ -6,14 +6,16 @@ from __future__ import annotations
 import collections
 
 import numpy as np
-import onnx
 import pytest
-import torch
-from segmenter_helpers import exported, ort_segmenter, scratch, torch_segmenter
 
-from segzero_edge.export import segmenter as export_mod
-from segzero_edge.export.verify_segmenter import THRESHOLDS, ParityThresholds, verify_segmenter
-from segzero_edge.graphs import segmenter_io as io
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from segmenter_helpers import exported, ort_segmenter, scratch, torch_segmenter  # noqa: E402
+
+from segzero_edge.export import segmenter as export_mod  # noqa: E402
+from segzero_edge.export.verify_segmenter import THRESHOLDS, ParityThresholds, verify_segmenter  # noqa: E402
+from segzero_edge.graphs import segmenter_io as io  # noqa: E402
 
 # Figures measured on the tiny model (6 images × 4 prompts, seed 1) when the bounds were set:
 #   fp32: max|Δlogit| 1.0e-3 of |logit| ≤ 125 (rel 8e-6), mask IoU min 1.0, same mask 100%

@@ -10,12 +10,13 @@ import sys
 import numpy as np
 import pytest
 from fakes import ScriptedReasoner, answer_text
+from protocols import assert_segmenter
 from segmenter_helpers import exported, image, ort_segmenter, scratch, torch_segmenter
 
 from segzero_edge.export.verify_segmenter import mask_iou
 from segzero_edge.graphs import segmenter_io as io
 from segzero_edge.manifest import EngineError, write_manifest
-from segzero_edge.pipeline import ReasoningPipeline, Segmenter
+from segzero_edge.pipeline import ReasoningPipeline
 from segzero_edge.runtime import providers
 from segzero_edge.runtime.segmenter import OrtSegmenter, check_meta
 
@@ -88,8 +89,8 @@ def test_wrong_graphs_and_metadata_are_refused():
 
 def test_protocol_shapes_and_encode_once_decode_many():
     seg = ort_segmenter("fp32")
-    assert isinstance(seg, Segmenter)
     img = image(333, 517, seed=6)
+    assert_segmenter(seg, img, [20, 30, 400, 300], [[100, 100], [200, 250]])
     embedding = seg.encode(img)
     assert embedding.height == 333 and embedding.width == 517
     first = seg.decode(embedding, [20, 30, 400, 300], [[100, 100], [200, 250]])
