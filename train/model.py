@@ -76,7 +76,7 @@ def quantization_config(config: TrainConfig) -> BitsAndBytesConfig | None:
 
 
 def skip_patterns(modules: list[str]) -> list[str]:
-    """Module names → patterns transformers' quantizer skips at any depth.
+    r"""Module names → patterns transformers' quantizer skips at any depth.
 
     transformers 5 matches skip entries from the start of the full module name or as a suffix,
     so a bare "visual" no longer skips `model.visual.blocks.0.attn.qkv` (it did in 4.x, by
