@@ -145,19 +145,29 @@ def example_decoder_inputs(model: nn.Module) -> tuple[torch.Tensor, ...]:
     return embeddings, s0, s1, coords.to(dtype), labels.to(dtype), mask.to(dtype), has_mask.to(dtype)
 
 
-def export_segmenter_encoder(model: nn.Module, path: str | Path) -> Path:
-    """Export the image encoder to `path` (fp32). Returns the path."""
-    model = _load(model)
+def _export(
+    wrapper: nn.Module, args: tuple, path: str | Path, names: tuple[tuple[str, ...], tuple[str, ...]],
+    weight_bytes: int, dynamic_shapes: Any = None,
+) -> Path:
+    """torch.onnx.export (dynamo) of an export wrapper with the contract's I/O names, then save."""
     program = torch.onnx.export(
-        SamEncoderExport(model).eval(),
-        example_encoder_inputs(model),
+        wrapper.eval(),
+        args,
         dynamo=True,
-        input_names=list(io.ENCODER_INPUTS),
-        output_names=list(io.ENCODER_OUTPUTS),
+        input_names=list(names[0]),
+        output_names=list(names[1]),
+        dynamic_shapes=dynamic_shapes,
         opset_version=OPSET,
         verbose=False,
     )
-    return save_program(program, path, external_data=needs_external_data(_param_bytes(model.vision_encoder)))
+    return save_program(program, path, external_data=needs_external_data(weight_bytes))
+
+
+def export_segmenter_encoder(model: nn.Module, path: str | Path) -> Path:
+    """Export the image encoder to `path` (fp32). Returns the path."""
+    model = _load(model)
+    names = (io.ENCODER_INPUTS, io.ENCODER_OUTPUTS)
+    return _export(SamEncoderExport(model), example_encoder_inputs(model), path, names, _param_bytes(model.vision_encoder))
 
 
 def export_segmenter_decoder(model: nn.Module, path: str | Path, max_points: int = io.MAX_POINTS) -> Path:
@@ -165,18 +175,9 @@ def export_segmenter_decoder(model: nn.Module, path: str | Path, max_points: int
     model = _load(model)
     points = torch.export.Dim("num_points", min=1, max=max_points)
     dynamic = ({}, {}, {}, {1: points}, {1: points}, {}, {})
-    program = torch.onnx.export(
-        SamDecoderExport(model).eval(),
-        example_decoder_inputs(model),
-        dynamo=True,
-        input_names=list(io.DECODER_INPUTS),
-        output_names=list(io.DECODER_OUTPUTS),
-        dynamic_shapes=dynamic,
-        opset_version=OPSET,
-        verbose=False,
-    )
     weight_bytes = _param_bytes(model.mask_decoder) + _param_bytes(model.prompt_encoder)
-    return save_program(program, path, external_data=needs_external_data(weight_bytes))
+    names = (io.DECODER_INPUTS, io.DECODER_OUTPUTS)
+    return _export(SamDecoderExport(model), example_decoder_inputs(model), path, names, weight_bytes, dynamic)
 
 
 def model_summary(model: nn.Module) -> dict[str, Any]:
