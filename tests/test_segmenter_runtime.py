@@ -45,6 +45,10 @@ def test_provider_names_and_missing_providers():
             providers.check_provider("tensorrt")
     with pytest.raises(ValueError, match="optimization"):
         providers.session_options(optimization="max")
+    assert providers.PROVIDERS == ("cpu", "cuda", "tensorrt")
+    key = "session.intra_op.allow_spinning"  # the text graphs turn spinning off (see session_options)
+    assert providers.session_options(spin=False).get_session_config_entry(key) == "0"
+    assert providers.session_options(spin=True).get_session_config_entry(key) == "1"
 
 
 def _engine_dir(name: str):
