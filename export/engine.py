@@ -53,8 +53,8 @@ def export_engines(config: ExportConfig, *, progress: bool = True) -> Path:
     if out.exists() and not config.force:
         raise FileExistsError(f"{out} exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    from .reasoner import export_reasoner
-    from .segmenter import export_segmenter
+    from segzero_edge.export.reasoner import export_reasoner
+    from segzero_edge.export.segmenter import export_segmenter
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -66,7 +66,7 @@ def export_engines(config: ExportConfig, *, progress: bool = True) -> Path:
             "segmenter": export_segmenter(config.segmenter, staging / "segmenter", precision=config.segmenter_precision),
         }
         if config.tensorrt:
-            from .tensorrt import build_engine_plans
+            from segzero_edge.export.plans import build_engine_plans
 
             components["trt"] = build_engine_plans(staging, components)
         _chmod_like_mkdir(staging)

@@ -10,13 +10,10 @@ verified manifest; nothing is guessed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from segzero_edge.manifest import EngineError, Manifest, read_manifest
 from segzero_edge.pipeline import ReasoningPipeline
-
-Provider = Literal["cpu", "cuda", "tensorrt"]
-PROVIDERS: tuple[str, ...] = ("cpu", "cuda", "tensorrt")
+from segzero_edge.runtime.providers import PROVIDERS, Provider, check_provider
 
 
 class ReasoningSegmenter(ReasoningPipeline):
@@ -42,19 +39,18 @@ class ReasoningSegmenter(ReasoningPipeline):
     ) -> ReasoningSegmenter:
         """Load and verify an engine directory (the shipped default when `path` is None).
 
-        Raises `EngineError` for a missing or altered file or an unreadable manifest, and
-        `ValueError` for an unknown provider.
+        Raises `EngineError` for a missing or altered file or an unreadable manifest,
+        `ValueError` for an unknown provider and `RuntimeError` for one this onnxruntime lacks.
         """
-        if provider not in PROVIDERS:
-            raise ValueError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
+        check_provider(provider)  # before reading any file: a wrong provider is the cheaper error
         if path is None:
             from segzero_edge import default_engines
 
             path = default_engines()
         root = Path(path)
         manifest = read_manifest(root)
-        from .reasoner import OrtReasoner
-        from .segmenter import OrtSegmenter
+        from segzero_edge.runtime.reasoner import OrtReasoner
+        from segzero_edge.runtime.segmenter import OrtSegmenter
 
         reasoner_meta = manifest.component("reasoner")
         segmenter_meta = manifest.component("segmenter")
@@ -68,7 +64,7 @@ class ReasoningSegmenter(ReasoningPipeline):
             reasoner.configure(**overrides)
         plans = manifest.components.get("trt", {})
         if provider == "tensorrt" and plans.get("segmenter"):
-            from .trt_segmenter import TrtSegmenter
+            from segzero_edge.runtime.trt_segmenter import TrtSegmenter
 
             segmenter = TrtSegmenter.from_dir(root / "trt", meta=segmenter_meta, plans=plans["segmenter"])
         else:

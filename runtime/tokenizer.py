@@ -18,21 +18,7 @@ from typing import Any
 
 import numpy as np
 
-#: Placeholder the exporter puts where the user text goes.
-USER_SENTINEL = "\u0000SEGZERO_USER_TEXT\u0000"
-#: Placeholder for the normalised question inside the user template.
-QUESTION_FIELD = "{question}"
-
-
-def normalize_question(text: str, rule: str) -> str:
-    """Apply the manifest's question normalisation rule (Seg-Zero: lower-case, strip dots)."""
-    if rule == "lower_strip_dots":
-        return text.lower().strip(".")
-    if rule == "none":
-        return text
-    raise ValueError(
-        f"unknown question normalisation {rule!r} in the manifest (known: lower_strip_dots, none)"
-    )
+from segzero_edge.graphs.reasoner_prompt import QUESTION_FIELD, apply_question_rule
 
 
 class PromptTokenizer:
@@ -79,7 +65,7 @@ class PromptTokenizer:
 
     def user_text(self, query: str) -> str:
         """Seg-Zero's user prompt for a query (str.replace: the template holds literal braces)."""
-        return self.user_template.replace(QUESTION_FIELD, normalize_question(query, self.question_rule))
+        return self.user_template.replace(QUESTION_FIELD, apply_question_rule(query, self.question_rule))
 
     def render(self, query: str) -> str:
         """The full chat-formatted prompt with a single <|image_pad|> placeholder."""

@@ -174,10 +174,9 @@ def segmenter_alone(pipe: Any, split: str, limit: int) -> dict[str, Any]:
 
 
 def evaluate_all(cfg: EvalConfig, dirs: dict[str, Path]) -> dict[str, Any]:
-    from segzero_edge.runtime import ReasoningSegmenter
-
     from segzero_edge.evaldata import read_eval_set
     from segzero_edge.evaluate import evaluate
+    from segzero_edge.runtime import ReasoningSegmenter
 
     names = list(dirs)
     pipes = {m: ReasoningSegmenter.from_dir(dirs[m], max_new_tokens=cfg.max_new_tokens) for m in names}
@@ -233,7 +232,7 @@ def markdown(result: dict[str, Any], cfg: EvalConfig) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from segzero_edge.cli.dataclass_args import add_dataclass_args, dataclass_from_args
+    from segzero_edge.dataclass_args import add_dataclass_args, dataclass_from_args
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_args(parser, EvalConfig)

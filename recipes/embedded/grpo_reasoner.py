@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+
     from segzero_edge.train.config import load_config, save_config
     from segzero_edge.train.trainer import RUN_INFO_FILE, build_trainer, last_checkpoint
 

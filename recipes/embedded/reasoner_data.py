@@ -45,8 +45,7 @@ class ImageSpec:
         return (self.side // self.patch // self.merge) ** 2
 
     def qwen_config(self):
-        from segzero_edge.runtime.qwen_preprocess import QwenImageConfig
-
+        from segzero_edge.graphs.qwen_preprocess import QwenImageConfig
         from segzero_edge.testing.tiny import IMAGE_MEAN, IMAGE_STD
 
         return QwenImageConfig(min_pixels=56 * 56, max_pixels=self.side * self.side,
@@ -56,8 +55,8 @@ class ImageSpec:
 def reasoner_image(scene_image: np.ndarray, spec: ImageSpec) -> np.ndarray:
     """HxWx3 uint8 scene → the side x side x 3 uint8 image the vision tower patchifies."""
     from PIL import Image
-    from segzero_edge.runtime.qwen_preprocess import resize_image
 
+    from segzero_edge.graphs.qwen_preprocess import resize_image
     from segzero_edge.prompts import resize_for_reasoner
 
     resized = np.asarray(resize_for_reasoner(Image.fromarray(scene_image)))
@@ -69,7 +68,7 @@ def reasoner_image(scene_image: np.ndarray, spec: ImageSpec) -> np.ndarray:
 
 def pixel_batch(images: np.ndarray, spec: ImageSpec) -> tuple[np.ndarray, np.ndarray]:
     """[B, side, side, 3] uint8 → (pixel_values [B*P, 1176] float32, grid_thw [B, 3] int64)."""
-    from segzero_edge.runtime.qwen_preprocess import normalize_image, patchify
+    from segzero_edge.graphs.qwen_preprocess import normalize_image, patchify
 
     cfg = spec.qwen_config()
     rows = [patchify(normalize_image(img, cfg), cfg)[0] for img in images]

@@ -89,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-seeds", type=int, default=50, help="demo seeds for the how-often-right figure")
     args = parser.parse_args(argv)
 
-    from segzero_edge.runtime import ReasoningSegmenter
-
     from segzero_edge.manifest import read_manifest
+    from segzero_edge.runtime import ReasoningSegmenter
     from segzero_edge.synthetic import encode_png
 
     summary = json.loads((args.run / "eval" / "summary.json").read_text())

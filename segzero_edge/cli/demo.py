@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segzero_edge.runtime.providers import PROVIDERS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None, help="scene seed (default: a new one each run)")
     parser.add_argument("--query", default=None, help="your own query instead of a generated one")
     parser.add_argument("--out", type=Path, default=Path("demo.png"), help="overlay PNG to write")
-    parser.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="execution provider")
+    parser.add_argument("--provider", choices=PROVIDERS, default="cpu", help="execution provider")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="reasoner token budget (default: manifest)")
     parser.set_defaults(func=run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segzero_edge.runtime.providers import PROVIDERS
+
 from . import CliError
 
 
@@ -18,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--engines", type=Path, default=None, help="engine directory (runtime back end)")
     parser.add_argument("--reasoner", default=None, help="reasoner dir or Hub id (torch back end)")
     parser.add_argument("--segmenter", default=None, help="SAM2 dir or Hub id (torch back end)")
-    parser.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="runtime provider")
+    parser.add_argument("--provider", choices=PROVIDERS, default="cpu", help="runtime provider")
     parser.add_argument("--device", default="cpu", help="torch device for the reference back end")
     parser.add_argument("--data", type=Path, required=True, help="parquet file/folder, save_to_disk folder, or LISA folder")
     parser.add_argument("--format", choices=("auto", "hf", "lisa", "refcoco"), default="auto", help="dataset layout")
@@ -39,10 +41,10 @@ def build_pipeline(args: argparse.Namespace):
         return ReasoningSegmenter.from_dir(args.engines, provider=args.provider, max_new_tokens=args.max_new_tokens)
     if not (args.reasoner and args.segmenter):
         raise CliError("pass --engines DIR, or both --reasoner SRC and --segmenter SRC")
+    from segzero_edge.generation import GenerationConfig
     from segzero_edge.models.reasoner import TorchReasoner
     from segzero_edge.models.segmenter import TorchSegmenter
     from segzero_edge.pipeline import ReasoningPipeline
-    from segzero_edge.runtime.decoder import GenerationConfig
 
     config = GenerationConfig() if args.max_new_tokens is None else GenerationConfig(max_new_tokens=args.max_new_tokens)
     reasoner = TorchReasoner.from_pretrained(args.reasoner, device=args.device, config=config)

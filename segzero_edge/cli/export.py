@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .dataclass_args import add_dataclass_args
+from segzero_edge.dataclass_args import add_dataclass_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from segzero_edge.dataclass_args import dataclass_from_args
     from segzero_edge.export.engine import ExportConfig, export_engines
-
-    from .dataclass_args import dataclass_from_args
 
     config = dataclass_from_args(ExportConfig, args)
     out = export_engines(config)

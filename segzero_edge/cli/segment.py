@@ -7,10 +7,12 @@ import json
 import os
 from pathlib import Path
 
+from segzero_edge.runtime.providers import PROVIDERS
+
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engines", type=Path, default=None, help="engine directory (default: the shipped engines)")
-    parser.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="execution provider")
+    parser.add_argument("--provider", choices=PROVIDERS, default="cpu", help="execution provider")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="reasoner token budget (default: manifest)")
     parser.add_argument("--temperature", type=float, default=None, help="0 = greedy (default: manifest)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segzero_edge.dataclass_args import add_dataclass_args, dataclass_from_args
+
 from . import CliError
-from .dataclass_args import add_dataclass_args, dataclass_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:

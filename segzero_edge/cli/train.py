@@ -95,6 +95,7 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
         config = load_config(args.config, overrides)
     except (FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from exc
+    config = _resolve_tiny(config)
     _log_to_stderr()
     from segzero_edge.train.trainer import run_training
 
@@ -112,6 +113,18 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
             f"trained {result.global_step} steps; adapter in {result.output_dir}; metrics in {result.output_dir}/metrics.csv"
         )
     return result.exit_code
+
+
+def _resolve_tiny(config):
+    """model: tiny (CPU smoke runs) names the tiny random test model: the CLI builds or finds
+    it here, so `segzero_edge.train` never imports the test helpers."""
+    if config.model != "tiny":
+        return config
+    import dataclasses
+
+    from segzero_edge.testing import cached_tiny_models
+
+    return dataclasses.replace(config, model=str(cached_tiny_models().reasoner))
 
 
 def _merge(args: argparse.Namespace, rest: list[str]) -> int:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from segzero_edge.generation import GenerationConfig
 from segzero_edge.pipeline import Generation
 from segzero_edge.prompts import chat_messages, resize_for_reasoner
-from segzero_edge.runtime.decoder import GenerationConfig
 
 __all__ = ["GenerationConfig", "TorchEncoded", "TorchIds", "TorchReasoner"]
 
