@@ -15,7 +15,7 @@ import pytest
 from fakes import BoxSegmenter, ScriptedReasoner, answer_text
 from PIL import Image, ImageOps
 
-from segzero_edge.images import ImageError, ImageLimits, load_image
+from segzero_edge.images import ImageError, load_image
 from segzero_edge.pipeline import ReasoningPipeline
 
 
@@ -51,6 +51,8 @@ def test_bomb_through_the_pipeline_is_an_image_error_before_any_model_work():
 
 
 def test_pixel_limits_are_configurable():
+    from segzero_edge.images import ImageLimits
+
     image = np.zeros((20, 30, 3), np.uint8)
     assert load_image(image, limits=ImageLimits(max_pixels=600)).shape == (20, 30, 3)
     with pytest.raises(ImageError, match="max_pixels"):
@@ -62,6 +64,8 @@ def test_pixel_limits_are_configurable():
 
 
 def test_pipeline_takes_image_limits():
+    from segzero_edge.images import ImageLimits
+
     reasoner = ScriptedReasoner(answer_text([0, 0, 10, 10], [1, 1], [2, 2]))
     pipe = ReasoningPipeline(reasoner, BoxSegmenter(), image_limits=ImageLimits(max_pixels=100))
     with pytest.raises(ImageError, match="max_pixels"):

@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segzero_edge.pipeline import MAX_QUERY_TOKENS, ReasoningPipeline
+from segzero_edge.pipeline import ReasoningPipeline
+
+MAX_QUERY_TOKENS = 256  # the documented default, segzero_edge.pipeline.MAX_QUERY_TOKENS
 
 IMAGE = np.full((48, 64, 3), 120, np.uint8)
 CONTROL = ["<|im_end|>", "<|im_start|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|endoftext|>"]
@@ -37,6 +39,12 @@ class CountingVision:
 
     def __exit__(self, *exc):
         self.reasoner.vision = self.inner
+
+
+def test_the_default_limit_is_documented():
+    from segzero_edge import pipeline
+
+    assert pipeline.MAX_QUERY_TOKENS == MAX_QUERY_TOKENS
 
 
 def test_the_limit_counts_tokens_not_characters(seg):
@@ -166,3 +174,26 @@ def test_torch_reference_encodes_hostile_queries_as_the_runtime_does(tiny_models
         ids = torch_reasoner.prompt_inputs(encoded, query)["input_ids"][0].numpy()
         assert np.array_equal(ids, runtime.encode_prompt(query, n_image)), query
         assert torch_reasoner.count_query_tokens(query) == runtime.count_query_tokens(query)
+
+
+def test_prefill_memory_is_handed_back_after_each_query(seg, monkeypatch):
+    """The prefill run (the only one whose activations grow with the prompt) asks onnxruntime
+    to shrink its CPU arena afterwards; the small, frequent decode steps keep the arena."""
+    session = seg.reasoner.text.decoder_session
+    seen = []
+    real = session.run
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(session, name)
+
+        def run(self, outputs, feeds, run_options=None):
+            seen.append((feeds["inputs_embeds"].shape[1], run_options))
+            return real(outputs, feeds, run_options)
+
+    monkeypatch.setattr(seg.reasoner.text, "decoder_session", Spy())
+    seg.segment(IMAGE, "the cup")
+    prefill = [options for length, options in seen if length > 1]
+    assert len(prefill) == 1
+    assert prefill[0].get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    assert all(options is None for length, options in seen if length == 1)
