@@ -36,6 +36,17 @@ def _ort() -> Any:
     return onnxruntime
 
 
+def load_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "these (verified) files do not make a working graph": ours
+    (ValueError for I/O names and dims, OSError) and onnxruntime's own, which derive from
+    Exception only (InvalidProtobuf, InvalidGraph, ...). A missing provider is not among
+    them: `check_provider` reports that before anything loads."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "InvalidProtobuf", "InvalidGraph", "NotImplemented")
+    return (ValueError, TypeError, KeyError, OSError, *(getattr(state, n) for n in names if hasattr(state, n)))
+
+
 def check_provider(provider: str) -> None:
     """ValueError for an unknown name; RuntimeError when the installed onnxruntime lacks it."""
     if provider not in PROVIDERS:

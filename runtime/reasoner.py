@@ -118,6 +118,11 @@ class OrtReasoner:
             kv_heads=int(dims["kv_heads"]),
             head_dim=int(dims["head_dim"]),
         )
+        if text.hidden is not None and text.hidden != int(dims["hidden"]):
+            raise ValueError(
+                f"the manifest gives hidden={dims['hidden']}, decoder.onnx takes {text.hidden}: "
+                "the manifest does not describe these graphs"
+            )
         tokenizer = PromptTokenizer.from_file(root / files["tokenizer"], meta)
         if vision is None:
             vision = _vision_from_dir(root, meta, provider, threads)
@@ -130,6 +135,10 @@ class OrtReasoner:
         if unknown:
             raise TypeError(f"unknown generation settings {unknown}; known: {sorted(known)}")
         self.config = replace(self.config, **overrides).resolved(self._default_rp)
+
+    def count_query_tokens(self, query: str) -> int:
+        """Tokens of a query's question, as the pipeline's query limit counts them."""
+        return self.tokenizer.count_query_tokens(query)
 
     # -- Reasoner protocol ---------------------------------------------------------------------
     def encode_image(self, image: np.ndarray | Image.Image) -> OrtEncoded:

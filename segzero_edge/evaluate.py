@@ -1,7 +1,8 @@
 """Run a pipeline over an evaluation set and score it as Seg-Zero does.
 
 Results stream to a JSONL file, one line per sample (query, thinking, answer, I, U,
-timings). The file is resumable: samples already in it are read back, not recomputed.
+timings), after a header recording what produced them (`eval_results`). The file is
+resumable by the same run only: samples already in it are read back, not recomputed.
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import eval_results
+from .eval_results import Provenance
 from .evaldata import EvalSample
+from .file_lock import exclusive_lock
 from .metrics import IoUMeter, intersection_union
 from .pipeline import ReasoningPipeline
 
@@ -30,29 +35,6 @@ class EvalSummary:
         return f"gIoU={self.giou:.4f} cIoU={self.ciou:.4f} n={self.count}"
 
 
-def _read_done(out: Path, meter: IoUMeter) -> tuple[set[str], int]:
-    """Re-score the finished samples of a previous run; drop a torn last line."""
-    done: set[str] = set()
-    failed = 0
-    if not out.is_file():
-        return done, failed
-    good_lines = []
-    with open(out) as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-                sample_id, inter, union = record["id"], record["intersection"], record["union"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                break  # an interrupted write: everything after it is recomputed
-            good_lines.append(line if line.endswith("\n") else line + "\n")
-            done.add(sample_id)
-            meter.add(inter, union)
-            failed += not record.get("ok", False)
-    with open(out, "w") as handle:  # rewrite without the torn tail
-        handle.writelines(good_lines)
-    return done, failed
-
-
 def evaluate(
     pipeline: ReasoningPipeline,
     samples: Iterable[EvalSample],
@@ -60,16 +42,44 @@ def evaluate(
     *,
     progress: bool = True,
     total: int | None = None,
+    provenance: Provenance | None = None,
+    restart: bool = False,
 ) -> EvalSummary:
-    """Score `samples`; a sample whose parse or segmentation failed counts I=0, U=|GT|."""
+    """Score `samples`; a sample whose parse or segmentation failed counts I=0, U=|GT|.
+
+    With `out`, results stream to a resumable JSONL file whose header records `provenance`;
+    resuming a file written with a different provenance raises `ResultsMismatch` (`restart`
+    starts it over). A lock next to it keeps a second evaluation from appending at once.
+    """
     meter = IoUMeter()
     done: set[str] = set()
     failed = 0
-    if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        done, failed = _read_done(out, meter)
-    resumed = len(done)
+    with ExitStack() as stack:
+        if out is not None:
+            out = Path(out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(exclusive_lock(out.parent / f".{out.name}.lock", f"--out {out}"))
+            for record in eval_results.prepare(out, provenance, restart=restart):
+                done.add(record["id"])
+                meter.add(record["intersection"], record["union"])
+                failed += not record.get("ok", False)
+        resumed = len(done)
+        failed = _run(pipeline, samples, out, meter, done, failed, progress, total)
+    return EvalSummary(meter.giou, meter.ciou, meter.count, meter.skipped, failed, resumed)
+
+
+def _run(
+    pipeline: ReasoningPipeline,
+    samples: Iterable[EvalSample],
+    out: Path | None,
+    meter: IoUMeter,
+    done: set[str],
+    failed: int,
+    progress: bool,
+    total: int | None,
+) -> int:
+    """Score the samples not in `done`, appending one fsynced line each to `out`; returns
+    the updated failure count."""
     handle = open(out, "a") if out is not None else None
     try:
         iterator = samples
@@ -106,4 +116,4 @@ def evaluate(
     finally:
         if handle is not None:
             handle.close()
-    return EvalSummary(meter.giou, meter.ciou, meter.count, meter.skipped, failed, resumed)
+    return failed

@@ -109,7 +109,7 @@ def eval_set(tmp_path_factory):
     from segzero_edge.evaldata import read_eval_set
     from segzero_edge.synthetic import write_dataset
 
-    data = tmp_path_factory.mktemp("synth")
+    data = tmp_path_factory.mktemp("synth") / "data"
     write_dataset(data, sizes={"test": 3}, size=256, progress=False)
     return data / "test.parquet", list(read_eval_set(data / "test.parquet"))
 
@@ -143,8 +143,8 @@ def test_eval_cli_scores_parsed_answers_equally_on_both_back_ends(tiny_models, e
         code = main(["eval", *backend, "--data", str(eval_set[0]), "--max-new-tokens", "64", "--out", str(out)])
         assert code == 0
         lines[name] = capsys.readouterr().out.strip().splitlines()[-1]
-        records = [json.loads(line) for line in out.read_text().splitlines()]
-        assert len(records) == 3
+        header, *records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert header["segzero_eval"] == 1 and len(records) == 3
         for r in records:  # the segmenter path ran: a parsed answer, a box, a mask that meets the target
             assert r["ok"] and r["answer"] == COMPLETION, r["answer"]
             assert r["bbox"] == [0, 0, 255, 255]  # the answer's whole-image box, rescaled to 256² and clipped

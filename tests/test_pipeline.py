@@ -9,7 +9,14 @@ from PIL import Image
 from protocols import assert_reasoner, assert_segmenter
 
 from segzero_edge.images import ImageError
-from segzero_edge.pipeline import MAX_QUERY_CHARS, Generation, Reasoner, ReasoningPipeline, Segmenter
+from segzero_edge.pipeline import (
+    BYTES_PER_TOKEN,
+    MAX_QUERY_TOKENS,
+    Generation,
+    Reasoner,
+    ReasoningPipeline,
+    Segmenter,
+)
 
 
 def _pipeline(text) -> tuple[ReasoningPipeline, ScriptedReasoner, BoxSegmenter]:
@@ -101,7 +108,7 @@ def test_unparseable_answer_is_not_ok(text):
     assert seg.encode_calls == 0  # no segmenter work for a failed parse
 
 
-@pytest.mark.parametrize("query,reason", [("", "empty"), (" . ", "empty"), ("x" * (MAX_QUERY_CHARS + 1), "limit")])
+@pytest.mark.parametrize("query,reason", [("", "empty"), (" . ", "empty"), ("x" * (MAX_QUERY_TOKENS * BYTES_PER_TOKEN + 1), "limit")])
 def test_bad_queries_are_not_ok(query, reason):
     pipe, reasoner, _ = _pipeline(answer_text([1, 1, 5, 5], [2, 2], [3, 3]))
     r = pipe.segment(np.zeros((10, 10, 3), np.uint8), query)

@@ -71,9 +71,12 @@ def run(args: argparse.Namespace) -> int:
     from segzero_edge.metrics import intersection_union
     from segzero_edge.overlay import render_overlay
     from segzero_edge.runtime import ReasoningSegmenter
+    from segzero_edge.safe_write import atomic_write_bytes, check_output
 
-    from .segment import _atomic_write_bytes, print_result
+    from .segment import check_engines_arg, print_result
 
+    check_output(args.out, "--out")  # before any model work
+    check_engines_arg(args)
     engines = args.engines
     random_weights = False
     if engines is None:
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     buf = io.BytesIO()
     render_overlay(scene.image, result).save(buf, format="PNG")
-    _atomic_write_bytes(args.out, buf.getvalue())
+    atomic_write_bytes(args.out, buf.getvalue(), "--out")
     print(f"overlay:  {args.out}")
     if random_weights:
         print("(random weights: export your own trained models with `segzero-edge export` for real answers)")

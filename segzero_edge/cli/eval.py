@@ -27,7 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--ignore-mode", choices=("segzero", "lisa"), default="segzero",
                         help="LISA 'ignore' polygons: foreground (Seg-Zero) or excluded from I and U (LISA)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
-    parser.add_argument("--out", type=Path, default=None, help="per-sample results JSONL (resumable)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="per-sample results JSONL; resumable by the same run only (engines, data, format, "
+                        "limit, ignore mode and token budget are recorded and must match)")
+    parser.add_argument("--restart", action="store_true", help="start --out over instead of resuming it")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="reasoner token budget")
     parser.set_defaults(func=run)
 
@@ -51,14 +54,53 @@ def build_pipeline(args: argparse.Namespace):
     return ReasoningPipeline(reasoner, TorchSegmenter.from_pretrained(args.segmenter, device=args.device))
 
 
-def run(args: argparse.Namespace) -> int:
-    from segzero_edge.evaldata import read_eval_set
-    from segzero_edge.evaluate import evaluate
+def provenance(args: argparse.Namespace, fmt: str):
+    """What produced this run's results (recorded in --out's header)."""
+    from segzero_edge.eval_results import Provenance, path_sha256
 
-    pipeline = build_pipeline(args)
+    engines = None
+    if args.engines is not None:
+        engines = path_sha256(Path(args.engines) / "manifest.json")  # it holds every file's sha256
+    return Provenance(
+        engines_sha256=engines,
+        reasoner=None if args.engines is not None else args.reasoner,
+        segmenter=None if args.engines is not None else args.segmenter,
+        data_sha256=path_sha256(args.data),
+        data_format=fmt,
+        limit=args.limit,
+        ignore_mode=args.ignore_mode,
+        max_new_tokens=args.max_new_tokens,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from segzero_edge.eval_results import ResultsMismatch, check
+    from segzero_edge.evaldata import DataError, read_eval_set
+    from segzero_edge.evaluate import evaluate
+    from segzero_edge.file_lock import LockHeld
+    from segzero_edge.safe_write import check_output
+
+    if args.restart and args.out is None:
+        raise CliError("--restart needs --out")
+    if not Path(args.data).exists():
+        raise CliError(f"--data {args.data}: not found")
+    if args.engines is not None and not Path(args.engines).is_dir():
+        raise CliError(f"--engines {args.engines}: no such directory")
+    if args.out is not None:
+        check_output(args.out, "--out")  # before any model work
     fmt = "hf" if args.format == "refcoco" else args.format
-    samples = read_eval_set(args.data, fmt, limit=args.limit, ignore_mode=args.ignore_mode)
-    summary = evaluate(pipeline, samples, args.out, total=args.limit)
+    record = provenance(args, fmt) if args.out is not None else None
+    if args.out is not None:
+        try:
+            check(args.out, record, restart=args.restart)  # a stale file is refused before model work
+        except ResultsMismatch as exc:
+            raise CliError(str(exc)) from exc
+    pipeline = build_pipeline(args)
+    try:
+        samples = read_eval_set(args.data, fmt, limit=args.limit, ignore_mode=args.ignore_mode)
+        summary = evaluate(pipeline, samples, args.out, total=args.limit, provenance=record, restart=args.restart)
+    except (DataError, ResultsMismatch, LockHeld) as exc:
+        raise CliError(str(exc)) from exc
     if summary.resumed:
         print(f"resumed {summary.resumed} samples from {args.out}")
     print(f"failed={summary.failed} skipped_empty={summary.skipped}")

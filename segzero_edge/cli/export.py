@@ -23,10 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from segzero_edge.dataclass_args import dataclass_from_args
-    from segzero_edge.export.engine import ExportConfig, export_engines
+    from segzero_edge.export.engine import ExportConfig, ExportLocked, export_engines
+    from segzero_edge.safe_write import check_output_dir
 
-    config = dataclass_from_args(ExportConfig, args)
-    out = export_engines(config)
+    from . import CliError
+
+    try:
+        config = dataclass_from_args(ExportConfig, args)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    check_output_dir(config.out, "--out")
+    try:
+        out = export_engines(config)
+    except (FileExistsError, ExportLocked) as exc:  # both raised before any model work
+        raise CliError(str(exc)) from exc
     print(f"wrote {out} (reasoner {config.reasoner_precision}, segmenter {config.segmenter_precision})")
     if args.verify:
         from .verify import verify_dir
