@@ -19,6 +19,11 @@ it into the array every stage expects, or says clearly why it cannot.
   0..65535 (how Pillow's `convert("I")` and old 16-bit PNG readers fill it); mode `F`
   (float) as [0, 1] when its values fit there, else as Pillow's 0..255. Anything else
   (negative, larger, NaN) is an `ImageError`, not a silently crushed image.
+- **Channel order.** Arrays are RGB(A) unless `channel_order="bgr"` says they are BGR(A), as
+  OpenCV's `cv2.imread` and `VideoCapture.read` return them. Nothing in the pixels tells the
+  two apart, and a BGR frame read as RGB changes the answer (a red object looks blue), so the
+  caller must say. Paths, bytes and PIL images are decoded by Pillow, always RGB: "bgr" with
+  them is an error rather than a silent swap.
 """
 
 from __future__ import annotations
@@ -65,17 +70,34 @@ class ImageLimits:
 DEFAULT_LIMITS = ImageLimits()
 
 ImageLike = Any  # str | Path | bytes | PIL.Image.Image | np.ndarray
+#: The channel orders an array may come in (`load_image(channel_order=)`).
+CHANNEL_ORDERS = ("rgb", "bgr")
 
 
-def load_image(image: ImageLike, *, limits: ImageLimits | None = None, exif: bool = True) -> np.ndarray:
+def load_image(
+    image: ImageLike, *, limits: ImageLimits | None = None, exif: bool = True, channel_order: str = "rgb"
+) -> np.ndarray:
     """Return an RGB uint8 array of shape HxWx3 (a new, C-contiguous array).
 
     Accepts a path, raw encoded bytes, a PIL image (any mode), or a numpy array that is
     HxW (grayscale), HxWx1, HxWx3 (RGB) or HxWx4 (RGBA; alpha is composited on black).
     Float arrays must be in [0, 1], integer arrays in [0, 255]. `exif` turns paths, bytes
-    and PIL images upright by their EXIF orientation. Raises `ImageError` otherwise.
+    and PIL images upright by their EXIF orientation. `channel_order="bgr"` reads 3- and
+    4-channel arrays as BGR / BGRA (OpenCV frames); it is refused for paths, bytes and PIL
+    images, which decode as RGB. Raises `ImageError` otherwise.
     """
     limits = limits or DEFAULT_LIMITS
+    if channel_order not in CHANNEL_ORDERS:
+        raise ImageError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+    if channel_order == "bgr":
+        if not isinstance(image, np.ndarray):
+            raise ImageError(
+                f"channel_order='bgr' applies to numpy arrays (OpenCV frames); a {type(image).__name__} is "
+                "decoded as RGB by Pillow: drop channel_order or pass the decoded array"
+            )
+        if image.ndim == 3 and image.shape[2] in (3, 4):
+            # BGR(A) -> RGB(A); a view, _from_array makes the contiguous copy
+            image = image[:, :, [2, 1, 0, 3][: image.shape[2]]]
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():

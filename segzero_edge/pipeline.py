@@ -152,12 +152,15 @@ class ReasoningPipeline:
         """Why `query` would be refused (None: it is fine), without running any model."""
         return check_query(query, self.max_query_tokens, getattr(self.reasoner, "count_query_tokens", None))
 
-    def segment(self, image: ImageLike, query: str) -> Result:
+    def segment(self, image: ImageLike, query: str, *, channel_order: str = "rgb") -> Result:
         """Segment the object a free-text query describes. Bad images raise `ImageError`;
-        everything that goes wrong after that comes back as `Result(ok=False)`."""
-        return self.segment_many(image, [query])[0]
+        everything that goes wrong after that comes back as `Result(ok=False)`.
 
-    def segment_many(self, image: ImageLike, queries: Sequence[str]) -> list[Result]:
+        channel_order: "rgb", or "bgr" for OpenCV frames (numpy arrays only; see
+        `segzero_edge.images`)."""
+        return self.segment_many(image, [query], channel_order=channel_order)[0]
+
+    def segment_many(self, image: ImageLike, queries: Sequence[str], *, channel_order: str = "rgb") -> list[Result]:
         """Several queries on one image: both models encode the image once.
 
         Every query is checked (emptiness, byte and token limits) before any model runs; a
@@ -166,7 +169,7 @@ class ReasoningPipeline:
         """
         if isinstance(queries, str):
             raise TypeError("segment_many takes a list of queries; use segment() for one")
-        pixels = load_image(image, limits=self.image_limits)
+        pixels = load_image(image, limits=self.image_limits, channel_order=channel_order)
         problems = [self.check_query(query) for query in queries]
         encoded = embedding = None
         results = []
