@@ -1,5 +1,10 @@
-"""Render a `Result` over its image: mask tint, box, points, and a caption with the query
-and the reasoning. PIL only, so the runtime can draw without matplotlib."""
+"""Render a `Result` over its image: mask tint and outline, box, points, and a caption with
+the query and the reasoning. PIL only, so the runtime can draw without matplotlib.
+
+The tint alone hides an object of the tint's own colour (a blue mug under a blue tint), so
+the mask is also outlined: white along the inside of its border, black just outside it,
+which stays visible on any colour.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +18,40 @@ from .pipeline import Result
 _MASK_RGB = np.array([30, 144, 255], dtype=np.float32)
 _BOX_RGB = (255, 64, 64)
 _POINT_RGB = (255, 215, 0)
+_OUTLINE_IN = np.array([255, 255, 255], dtype=np.float32)
+_OUTLINE_OUT = np.array([0, 0, 0], dtype=np.float32)
+
+
+def _shift_any(mask: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour in `mask` (one step of binary dilation, edges not wrapped)."""
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
+
+
+def mask_outline(mask: np.ndarray, width: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(inner, outer) HxW bool: mask pixels within `width` steps of the background, and
+    background pixels within `width` steps of the mask (4-connected)."""
+    mask = np.asarray(mask, dtype=bool)
+    grown, shrunk = mask, mask
+    for _ in range(width):
+        grown = _shift_any(grown)
+        shrunk = ~_shift_any(~shrunk)
+    return mask & ~shrunk, grown & ~mask
 
 
 def render_overlay(image: np.ndarray, result: Result, *, alpha: float = 0.5, caption: bool = True) -> Image.Image:
     """An RGB image: the input with the result drawn on it, plus a caption strip below."""
     canvas = image.astype(np.float32)
     if result.mask is not None:
-        m = result.mask
+        m = np.asarray(result.mask, dtype=bool)
         canvas[m] = canvas[m] * (1 - alpha) + _MASK_RGB * alpha
+        inner, outer = mask_outline(m, max(1, round(max(m.shape) / 400)))
+        canvas[inner] = _OUTLINE_IN
+        canvas[outer] = _OUTLINE_OUT
     out = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(out)
     scale = max(1, round(max(out.size) / 400))

@@ -8,9 +8,11 @@ Back ends plug in through two small protocols: the PyTorch reference
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -83,11 +85,17 @@ class Result:
     score: float | None = None  # the segmenter's predicted IoU for the kept mask
     thinking: str = ""
     answer_text: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float | int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: the RGB uint8 HxWx3 image the query ran on (shared by a segment_many call, not copied);
+    #: `save` draws on it. Not part of `to_dict`.
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
-    def to_json(self) -> dict:
-        """A JSON-ready summary (the mask as its area, not its pixels)."""
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable, mask included as COCO RLE (`segzero_edge.rle`); `from_dict`
+        reads it back."""
+        from .rle import encode
+
         return {
             "ok": self.ok,
             "query": self.query,
@@ -96,11 +104,49 @@ class Result:
             "points": [list(p) for p in self.points] if self.points else None,
             "score": self.score,
             "mask_area": int(self.mask.sum()) if self.mask is not None else None,
+            "mask_rle": encode(self.mask) if self.mask is not None else None,
             "thinking": self.thinking,
             "answer_text": self.answer_text,
-            "timings": self.timings,
-            "warnings": self.warnings,
+            "timings": dict(self.timings),
+            "warnings": list(self.warnings),
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """The same as `to_dict` (kept for existing callers)."""
+        return self.to_dict()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        """The inverse of `to_dict` (the image is not stored, so `save` then needs `image=`)."""
+        from .rle import decode
+
+        rle = data.get("mask_rle")
+        return cls(
+            ok=bool(data["ok"]),
+            query=data["query"],
+            error=data.get("error"),
+            mask=decode(rle) if rle is not None else None,
+            bbox=tuple(int(v) for v in data["bbox"]) if data.get("bbox") else None,  # type: ignore[arg-type]
+            points=tuple(tuple(int(v) for v in p) for p in data["points"]) if data.get("points") else None,  # type: ignore[misc]
+            score=data.get("score"),
+            thinking=data.get("thinking", ""),
+            answer_text=data.get("answer_text", ""),
+            timings=dict(data.get("timings", {})),
+            warnings=list(data.get("warnings", [])),
+        )
+
+    def save(self, path: str | Path, image: ImageLike | None = None, *, caption: bool = True) -> Path:
+        """Write the overlay (mask tint and outline, box, points, caption) as a PNG, atomically.
+        `image` defaults to the one the query ran on."""
+        from .overlay import render_overlay
+        from .safe_write import atomic_write_bytes
+
+        pixels = self.image if image is None else load_image(image)
+        if pixels is None:
+            raise ValueError("this Result holds no image (read by from_dict?): pass save(path, image=...)")
+        buf = io.BytesIO()
+        render_overlay(pixels, self, caption=caption).save(buf, format="PNG")
+        return atomic_write_bytes(path, buf.getvalue(), "Result.save path")
 
 
 def _ms(start: float) -> float:
@@ -175,7 +221,9 @@ class ReasoningPipeline:
         results = []
         for query, problem in zip(queries, problems, strict=True):
             if problem is not None:
-                results.append(Result(ok=False, query=str(query), error=problem, timings={"reasoner_vision_ms": 0.0}))
+                results.append(
+                    Result(ok=False, query=str(query), error=problem, timings={"reasoner_vision_ms": 0.0}, image=pixels)
+                )
                 continue
             timings = {"reasoner_vision_ms": 0.0}
             if encoded is None:  # the first usable query pays the vision encode
@@ -183,7 +231,7 @@ class ReasoningPipeline:
                 encoded = self.reasoner.encode_image(pixels)
                 timings["reasoner_vision_ms"] = _ms(start)
             total = time.perf_counter()
-            result = Result(ok=False, query=query, timings=timings)
+            result = Result(ok=False, query=query, timings=timings, image=pixels)
             results.append(result)
             try:
                 embedding = self._answer(result, encoded, pixels, embedding)
@@ -201,7 +249,7 @@ class ReasoningPipeline:
         timings.update(
             reasoner_prefill_ms=generation.prefill_ms,
             reasoner_decode_ms=generation.decode_ms,
-            tokens=float(generation.tokens),
+            tokens=int(generation.tokens),
         )
         result.answer_text = generation.text
         try:
