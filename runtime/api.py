@@ -16,6 +16,7 @@ from segzero_edge.images import ImageLimits
 from segzero_edge.manifest import EngineError, Manifest, read_manifest
 from segzero_edge.pipeline import MAX_QUERY_TOKENS, ReasoningPipeline
 from segzero_edge.runtime.providers import PROVIDERS, Provider, check_provider, load_errors
+from segzero_edge.stopping import RepetitionStop
 
 
 class ReasoningSegmenter(ReasoningPipeline):
@@ -40,15 +41,42 @@ class ReasoningSegmenter(ReasoningPipeline):
         seed: int | None = None,
         max_query_tokens: int = MAX_QUERY_TOKENS,
         image_limits: ImageLimits | None = None,
+        max_time_s: float | None = None,
+        repetition_stop: RepetitionStop | None = RepetitionStop(),  # noqa: B008 - frozen dataclass
+        threads: int | None = None,
+        device_id: int = 0,
+        trt_fp16: bool = False,
+        trt_cache_dir: str | Path | None = None,
     ) -> ReasoningSegmenter:
         """Load and verify an engine directory (the shipped default when `path` is None).
 
         `max_query_tokens` and `image_limits` bound what `segment` accepts (see
-        `ReasoningPipeline`). Raises `EngineError` (one line) for a missing, altered or out-of-directory file, a
-        malformed manifest, or graphs the manifest does not describe; `ValueError` for an
-        unknown provider and `RuntimeError` for one this onnxruntime install lacks.
+        `ReasoningPipeline`). `max_time_s` is each query's default wall-clock budget and
+        `repetition_stop` the runaway-answer rule (None: off; `segzero_edge.stopping`).
+        `threads`: intra-op threads of every session (None: one per core). `device_id`: the
+        GPU (cuda, tensorrt). `trt_fp16`, `trt_cache_dir`: let onnxruntime's TensorRT provider
+        build fp16 engines, and keep its engines and timing cache in that folder so that the
+        next start does not rebuild them (tensorrt only).
+
+        Raises `EngineError` (one line) for a missing, altered or out-of-directory file, a
+        malformed manifest, graphs the manifest does not describe, or TensorRT plans built for
+        another TensorRT version or GPU; `ValueError` for an unknown provider or bad setting and
+        `RuntimeError` for a provider this onnxruntime install lacks.
         """
         check_provider(provider)  # before reading any file: a wrong provider is the cheaper error
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None (one per core), got {threads!r}")
+        if isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0:
+            raise ValueError(f"device_id must be a GPU index >= 0, got {device_id!r}")
+        if max_time_s is not None and (isinstance(max_time_s, bool) or not max_time_s > 0):
+            raise ValueError(f"max_time_s must be a positive number of seconds (None: no budget), got {max_time_s!r}")
+        if provider != "tensorrt" and (trt_fp16 or trt_cache_dir is not None):
+            raise ValueError(f"trt_fp16 and trt_cache_dir apply to provider='tensorrt', not {provider!r}")
+        if provider == "cpu" and device_id != 0:
+            raise ValueError(f"device_id={device_id} applies to provider 'cuda' or 'tensorrt', not 'cpu'")
+        session_kwargs: dict[str, Any] = {"threads": threads}
+        if provider != "cpu":  # GPU settings; the CPU provider has none
+            session_kwargs.update(device_id=device_id, trt_fp16=trt_fp16, trt_cache_dir=trt_cache_dir)
         if path is None:
             from segzero_edge import default_engines
 
@@ -62,7 +90,7 @@ class ReasoningSegmenter(ReasoningPipeline):
         reasoner_meta = manifest.component("reasoner")
         segmenter_meta = manifest.component("segmenter")
         try:
-            reasoner = OrtReasoner.from_dir(root / "reasoner", provider=provider, meta=reasoner_meta)
+            reasoner = OrtReasoner.from_dir(root / "reasoner", provider=provider, meta=reasoner_meta, **session_kwargs)
         except load_errors() as exc:
             raise _load_failed(root, "reasoner", exc) from exc
         overrides = {
@@ -75,14 +103,27 @@ class ReasoningSegmenter(ReasoningPipeline):
         plans = manifest.components.get("trt", {})
         try:
             if provider == "tensorrt" and plans.get("segmenter"):
+                from segzero_edge.runtime.trt_engine import installed_tensorrt_and_gpu
                 from segzero_edge.runtime.trt_segmenter import TrtSegmenter
+                from segzero_edge.trt_plans import check_plans_match
 
-                segmenter = TrtSegmenter.from_dir(root / "trt", meta=segmenter_meta, plans=plans["segmenter"])
+                check_plans_match(plans, *installed_tensorrt_and_gpu(device_id), where=root)
+                segmenter = TrtSegmenter.from_dir(
+                    root / "trt", meta=segmenter_meta, plans=plans["segmenter"], device_id=device_id
+                )
             else:
-                segmenter = OrtSegmenter.from_dir(root / "segmenter", provider=provider, meta=segmenter_meta)
+                segmenter = OrtSegmenter.from_dir(root / "segmenter", provider=provider, meta=segmenter_meta, **session_kwargs)
         except load_errors() as exc:
             raise _load_failed(root, "segmenter", exc) from exc
-        return cls(reasoner, segmenter, manifest, max_query_tokens=max_query_tokens, image_limits=image_limits)
+        return cls(
+            reasoner,
+            segmenter,
+            manifest,
+            max_query_tokens=max_query_tokens,
+            image_limits=image_limits,
+            max_time_s=max_time_s,
+            repetition_stop=repetition_stop,
+        )
 
 
 def _load_failed(root: Path, component: str, exc: BaseException) -> EngineError:

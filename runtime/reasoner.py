@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from segzero_edge.prompts import REASONER_SIZE, resize_for_reasoner
 from segzero_edge.runtime.decoder import DecodeResult, TextDecoder
 from segzero_edge.runtime.providers import create_session
 from segzero_edge.runtime.tokenizer import PromptTokenizer
+from segzero_edge.stopping import GenerationStopped, RepetitionStop, StopWatch
 
 #: on_token(token_id, text_so_far): called once per generated token (streaming).
 TokenCallback = Callable[[int, str], None]
@@ -51,6 +52,14 @@ class OrtEncoded:
 
 
 @dataclass
+class StoppedDecode(DecodeResult):
+    """A `DecodeResult` that may have been cut early (`stop_reason`: why; None when it ended
+    at a stop token or at max_new_tokens)."""
+
+    stop_reason: str | None = field(default=None)
+
+
+@dataclass
 class Prompt:
     """Decoder inputs for one query."""
 
@@ -60,11 +69,15 @@ class Prompt:
     rope_delta: int
 
 
-def _vision_from_dir(root: Path, meta: dict[str, Any], provider: str, threads: int | None) -> VisionFn:
+def _vision_from_dir(
+    root: Path, meta: dict[str, Any], provider: str, threads: int | None, **provider_options: Any
+) -> VisionFn:
     """`OrtVision` over vision.onnx, as a VisionFn."""
     from segzero_edge.runtime.vision import OrtVision
 
-    return OrtVision.from_file(root / meta["files"]["vision"], provider=provider, threads=threads).features
+    return OrtVision.from_file(
+        root / meta["files"]["vision"], provider=provider, threads=threads, **provider_options
+    ).features
 
 
 class OrtReasoner:
@@ -99,11 +112,14 @@ class OrtReasoner:
         config: GenerationConfig | None = None,
         vision: VisionFn | None = None,
         spin: bool = False,
+        **provider_options: Any,
     ) -> OrtReasoner:
         """Load `path/{vision,embed,decoder}.onnx` + tokenizer.json described by `meta` (the
         manifest's reasoner component; read from `path/../manifest.json` when None).
         `vision` replaces the vision graph (tests, or a TensorRT vision engine); `spin` lets
-        onnxruntime's idle intra-op threads spin (see `providers.session_options`)."""
+        onnxruntime's idle intra-op threads spin (see `providers.session_options`);
+        provider_options (device_id, trt_fp16, trt_cache_dir) go to every session
+        (`providers.execution_providers`)."""
         root = Path(path)
         if meta is None:
             from segzero_edge.manifest import read_manifest
@@ -112,8 +128,8 @@ class OrtReasoner:
         files = meta["files"]
         dims = meta["dims"]
         text = TextDecoder(
-            create_session(root / files["embed"], provider, threads=threads, spin=spin),
-            create_session(root / files["decoder"], provider, threads=threads, spin=spin),
+            create_session(root / files["embed"], provider, threads=threads, spin=spin, **provider_options),
+            create_session(root / files["decoder"], provider, threads=threads, spin=spin, **provider_options),
             num_layers=int(dims["num_layers"]),
             kv_heads=int(dims["kv_heads"]),
             head_dim=int(dims["head_dim"]),
@@ -125,7 +141,7 @@ class OrtReasoner:
             )
         tokenizer = PromptTokenizer.from_file(root / files["tokenizer"], meta)
         if vision is None:
-            vision = _vision_from_dir(root, meta, provider, threads)
+            vision = _vision_from_dir(root, meta, provider, threads, **provider_options)
         return cls(text, tokenizer, vision, meta, config=config)
 
     def configure(self, **overrides: Any) -> None:
@@ -177,30 +193,53 @@ class OrtReasoner:
         query: str,
         config: GenerationConfig | None = None,
         on_token: TokenCallback | None = None,
-    ) -> tuple[np.ndarray, DecodeResult]:
-        """(prompt ids [S], DecodeResult with the new ids and timings)."""
+        *,
+        max_time_s: float | None = None,
+        repetition_stop: RepetitionStop | None = None,
+    ) -> tuple[np.ndarray, StoppedDecode]:
+        """(prompt ids [S], StoppedDecode with the new ids, timings and any early-stop reason).
+
+        max_time_s: wall-clock budget from this call's start (prompt, prefill and decode),
+        checked after every token. repetition_stop: end a runaway loop (`segzero_edge.stopping`).
+        Either one ends decoding after the current token, with `stop_reason` set.
+        """
         cfg = (config or self.config).resolved(self._default_rp)
         start = time.perf_counter()
+        watch = None
+        if max_time_s is not None or repetition_stop is not None:
+            watch = StopWatch(max_time_s=max_time_s, repetition=repetition_stop, start=start)
         prompt = self.prompt(encoded, query)
-        callback = None
-        if on_token is not None:
-            generated: list[int] = []
+        generated: list[int] = []
+        first_token_at: list[float] = []
 
-            def callback(token: int) -> None:
-                generated.append(token)
+        def callback(token: int) -> None:
+            if not first_token_at:
+                first_token_at.append(time.perf_counter())
+            generated.append(token)
+            if on_token is not None:
                 on_token(token, self.tokenizer.decode(generated))
+            reason = watch.step(token) if watch is not None else None
+            if reason is not None:
+                raise GenerationStopped(reason)
 
-        result = self.text.generate(
-            prompt.inputs_embeds,
-            prompt.position_ids,
-            prompt.ids,
-            rope_delta=prompt.rope_delta,
-            config=cfg,
-            stop_ids=self.tokenizer.stop_ids,
-            on_token=callback,
-            prefill_start=start,
-        )
-        return prompt.ids, result
+        try:
+            result = self.text.generate(
+                prompt.inputs_embeds,
+                prompt.position_ids,
+                prompt.ids,
+                rope_delta=prompt.rope_delta,
+                config=cfg,
+                stop_ids=self.tokenizer.stop_ids,
+                on_token=callback if (on_token is not None or watch is not None) else None,
+                prefill_start=start,
+            )
+        except GenerationStopped as stop:
+            end = time.perf_counter()
+            first = first_token_at[0] if first_token_at else end
+            return prompt.ids, StoppedDecode(
+                list(generated), (first - start) * 1e3, (end - first) * 1e3, False, stop_reason=stop.reason
+            )
+        return prompt.ids, StoppedDecode(result.ids, result.prefill_ms, result.decode_ms, result.stopped)
 
     def teacher_forced_logits(
         self, encoded: OrtEncoded, query: str, ids: list[int] | np.ndarray
@@ -218,16 +257,25 @@ class OrtReasoner:
         config: GenerationConfig | None = None,
         *,
         on_token: TokenCallback | None = None,
+        max_time_s: float | None = None,
+        repetition_stop: RepetitionStop | None = None,
         **overrides: Any,
     ) -> Generation:
         """Answer one query (Seg-Zero prompt). Settings: the instance's config, replaced by
-        `config`, then by keyword overrides; `on_token(id, text_so_far)` streams tokens."""
+        `config`, then by keyword overrides; `on_token(id, text_so_far)` streams tokens;
+        `max_time_s` and `repetition_stop` end decoding early (`Generation.stop_reason`)."""
         if not isinstance(encoded, OrtEncoded):
             encoded = self.encode_image(encoded)
         cfg = config or self.config
         if overrides:
             cfg = replace(cfg, **overrides)
-        _, result = self.generate_ids(encoded, query, cfg, on_token)
+        _, result = self.generate_ids(
+            encoded, query, cfg, on_token, max_time_s=max_time_s, repetition_stop=repetition_stop
+        )
         return Generation(
-            self.tokenizer.decode(result.ids), result.prefill_ms, result.decode_ms, len(result.ids)
+            self.tokenizer.decode(result.ids),
+            result.prefill_ms,
+            result.decode_ms,
+            len(result.ids),
+            stop_reason=result.stop_reason,
         )

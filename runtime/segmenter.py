@@ -157,11 +157,12 @@ class OrtSegmenter(GraphSegmenter):
         provider: str = "cpu",
         meta: dict[str, Any] | None = None,
         threads: int | None = None,
+        **provider_options: Any,
     ) -> None:
         super().__init__(meta)
         self.provider = provider
-        self.encoder = create_session(encoder_path, provider, threads=threads)
-        self.decoder = create_session(decoder_path, provider, threads=threads)
+        self.encoder = create_session(encoder_path, provider, threads=threads, **provider_options)
+        self.decoder = create_session(decoder_path, provider, threads=threads, **provider_options)
         check_io(self.encoder, io.ENCODER_INPUTS, io.ENCODER_OUTPUTS, f"encoder {encoder_path}")
         check_io(self.decoder, io.DECODER_INPUTS, io.DECODER_OUTPUTS, f"decoder {decoder_path}")
 
@@ -172,8 +173,9 @@ class OrtSegmenter(GraphSegmenter):
         provider: str = "cpu",
         meta: dict[str, Any] | None = None,
         threads: int | None = None,
+        **provider_options: Any,
     ) -> OrtSegmenter:
-        """Open exported graphs.
+        """Open exported graphs (provider_options: device_id, trt_fp16, trt_cache_dir).
 
         With `meta` (the manifest's segmenter component, the manifest already verified by the
         caller), `path` is the folder holding the files it lists. Without it, `path` is an
@@ -184,7 +186,7 @@ class OrtSegmenter(GraphSegmenter):
             manifest, meta = component_meta(path)
             folder = manifest.root / io.COMPONENT
         encoder, decoder = component_files(folder, meta)
-        return cls(encoder, decoder, provider=provider, meta=meta, threads=threads)
+        return cls(encoder, decoder, provider=provider, meta=meta, threads=threads, **provider_options)
 
     def _run_encoder(self, pixels: np.ndarray) -> list[np.ndarray]:
         return self.encoder.run(list(io.ENCODER_OUTPUTS), {io.PIXEL_VALUES: pixels})

@@ -1,91 +1,20 @@
 """Run a TensorRT 10 plan from numpy, torch-free: `TrtEngine(plan).run({name: array}) -> {name: array}`.
 
-Device memory goes through the CUDA runtime library (libcudart) via ctypes, so neither
-torch, cupy, pycuda nor cuda-python is needed: TensorRT's own wheels bring libcudart, and
-JetPack has it in /usr/local/cuda.
+Device memory goes through the CUDA runtime library (libcudart) via ctypes
+(`segzero_edge.cudart`), so neither torch, cupy, pycuda nor cuda-python is needed:
+TensorRT's own wheels bring libcudart, and JetPack has it in /usr/local/cuda.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import glob
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-_H2D, _D2H = 1, 2  # cudaMemcpyKind
-
-
-class _CudaRuntime:
-    """The few libcudart calls a plan needs."""
-
-    def __init__(self) -> None:
-        self.lib = self._load()
-        self.lib.cudaGetErrorString.restype = ctypes.c_char_p
-        for name in (
-            "cudaMalloc",
-            "cudaFree",
-            "cudaMemcpyAsync",
-            "cudaStreamCreate",
-            "cudaStreamSynchronize",
-        ):
-            getattr(self.lib, name).restype = ctypes.c_int
-        self.lib.cudaMemcpyAsync.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            ctypes.c_int,
-            ctypes.c_void_p,
-        ]
-
-    @staticmethod
-    def _load() -> ctypes.CDLL:
-        names = ["libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"]
-        found = ctypes.util.find_library("cudart")
-        if found:
-            names.insert(0, found)
-        # pip's nvidia-cuda-runtime-cu12 (a TensorRT dependency) and the usual CUDA install.
-        roots = [os.path.join(p, "nvidia", "cuda_runtime", "lib") for p in sys.path] + [
-            "/usr/local/cuda/lib64"
-        ]
-        names += sorted(f for root in roots for f in glob.glob(os.path.join(root, "libcudart.so*")))
-        errors = []
-        for name in names:
-            try:
-                return ctypes.CDLL(name)
-            except OSError as exc:
-                errors.append(f"{name}: {exc}")
-        raise ImportError(
-            "the TensorRT runtime needs the CUDA runtime library libcudart, which was not found "
-            f"(tried {len(names)} names); install CUDA or `pip install nvidia-cuda-runtime-cu12`"
-        )
-
-    def check(self, code: int, what: str) -> None:
-        if code != 0:
-            raise RuntimeError(f"CUDA error {code} in {what}: {self.lib.cudaGetErrorString(code).decode()}")
-
-    def malloc(self, nbytes: int) -> int:
-        ptr = ctypes.c_void_p()
-        self.check(self.lib.cudaMalloc(ctypes.byref(ptr), ctypes.c_size_t(max(nbytes, 1))), "cudaMalloc")
-        return int(ptr.value or 0)
-
-    def free(self, ptr: int) -> None:
-        self.check(self.lib.cudaFree(ctypes.c_void_p(ptr)), "cudaFree")
-
-    def stream(self) -> int:
-        stream = ctypes.c_void_p()
-        self.check(self.lib.cudaStreamCreate(ctypes.byref(stream)), "cudaStreamCreate")
-        return int(stream.value or 0)
-
-    def copy(self, dst: int, src: int, nbytes: int, kind: int, stream: int) -> None:
-        self.check(self.lib.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync")
-
-    def sync(self, stream: int) -> None:
-        self.check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
+from segzero_edge.cudart import D2H as _D2H
+from segzero_edge.cudart import H2D as _H2D
+from segzero_edge.cudart import CudaRuntime as _CudaRuntime
 
 
 def _import_tensorrt() -> Any:
@@ -99,16 +28,24 @@ def _import_tensorrt() -> Any:
     return trt
 
 
-class TrtEngine:
-    """One deserialized plan with its execution context, device buffers and stream."""
+def installed_tensorrt_and_gpu(device_id: int = 0) -> tuple[str, str]:
+    """(TensorRT version, GPU name) of this machine: what a plan must have been built for."""
+    trt = _import_tensorrt()
+    return str(trt.__version__), _CudaRuntime().device_name(device_id)
 
-    def __init__(self, plan_path: str | Path) -> None:
+
+class TrtEngine:
+    """One deserialized plan with its execution context, device buffers and stream, on GPU
+    `device_id`."""
+
+    def __init__(self, plan_path: str | Path, device_id: int = 0) -> None:
         trt = _import_tensorrt()
         self._trt = trt
         plan_path = Path(plan_path)
         if not plan_path.is_file():
             raise FileNotFoundError(f"TensorRT plan not found: {plan_path}")
         self._cuda = _CudaRuntime()
+        self._cuda.set_device(device_id)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(plan_path.read_bytes())

@@ -20,12 +20,16 @@ class TrtSegmenter(GraphSegmenter):
     """SAM2 encoder + decoder TensorRT plans (built by `export.plans.build_segmenter_plans`)."""
 
     def __init__(
-        self, encoder_plan: str | Path, decoder_plan: str | Path, meta: dict[str, Any] | None = None
+        self,
+        encoder_plan: str | Path,
+        decoder_plan: str | Path,
+        meta: dict[str, Any] | None = None,
+        device_id: int = 0,
     ) -> None:
         super().__init__(meta)
         self.provider = "tensorrt"
-        self.encoder = TrtEngine(encoder_plan)
-        self.decoder = TrtEngine(decoder_plan)
+        self.encoder = TrtEngine(encoder_plan, device_id)
+        self.decoder = TrtEngine(decoder_plan, device_id)
         for engine, inputs, outputs, what in (
             (self.encoder, io.ENCODER_INPUTS, io.ENCODER_OUTPUTS, encoder_plan),
             (self.decoder, io.DECODER_INPUTS, io.DECODER_OUTPUTS, decoder_plan),
@@ -38,7 +42,11 @@ class TrtSegmenter(GraphSegmenter):
 
     @classmethod
     def from_dir(
-        cls, path: str | Path, meta: dict[str, Any] | None = None, plans: dict[str, Any] | None = None
+        cls,
+        path: str | Path,
+        meta: dict[str, Any] | None = None,
+        plans: dict[str, Any] | None = None,
+        device_id: int = 0,
     ) -> TrtSegmenter:
         """Open segmenter plans.
 
@@ -57,7 +65,7 @@ class TrtSegmenter(GraphSegmenter):
             raise EngineError(
                 f"no segmenter encoder/decoder plans listed (got {plans!r}); export with --tensorrt on the target device"
             )
-        return cls(folder / plans["encoder"], folder / plans["decoder"], meta=meta)
+        return cls(folder / plans["encoder"], folder / plans["decoder"], meta=meta, device_id=device_id)
 
     def _run_encoder(self, pixels: np.ndarray) -> list[np.ndarray]:
         out = self.encoder.run({io.PIXEL_VALUES: pixels})

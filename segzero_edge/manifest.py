@@ -216,3 +216,25 @@ def check_graph_refs(manifest: Manifest) -> None:
                 raise EngineError(
                     f"{where} reads bytes {ref.offset}..{end} of {target}, which has {size}: re-export the engine"
                 )
+
+
+def check_plans_match(trt: dict[str, Any], tensorrt_version: str, gpu: str, *, where: Path | str) -> None:
+    """Refuse TensorRT plans (the manifest's `trt` component) built for another TensorRT version
+    or GPU than this machine's: TensorRT would fail to deserialize them, or run kernels tuned
+    for another chip. One `EngineError` line, with the fix."""
+    rebuild = f"rebuild them on this machine with `segzero-edge build-plans --engines {where}` (or use provider='cuda')"
+    built_version, built_gpu = trt.get("tensorrt"), trt.get("gpu")
+    if built_version is None or built_gpu is None:
+        raise EngineError(
+            f"{where}: the TensorRT plans do not record the TensorRT version and GPU they were built for: {rebuild}"
+        )
+    if built_version != tensorrt_version:
+        raise EngineError(
+            f"{where}: the TensorRT plans were built with TensorRT {built_version}, this machine has "
+            f"{tensorrt_version} (a plan runs only on the version that built it): {rebuild}"
+        )
+    if built_gpu != gpu:
+        raise EngineError(
+            f"{where}: the TensorRT plans were built for GPU {built_gpu!r}, this machine has {gpu!r} "
+            f"(plans are tuned to one GPU model): {rebuild}"
+        )

@@ -192,6 +192,9 @@ def _segmenter(meta: Any) -> None:
 def _trt(meta: Any) -> None:
     key = "components.trt"
     meta = mapping(meta, key)
+    for name in ("tensorrt", "gpu", "built"):
+        if name in meta:
+            text(meta[name], f"{key}.{name}", 256)
     if meta.get("segmenter"):
         plans = mapping(meta["segmenter"], f"{key}.segmenter")
         _file_roles({"files": plans}, f"{key}.segmenter", _SEGMENTER_FILES)

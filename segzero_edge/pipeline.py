@@ -8,6 +8,7 @@ Back ends plug in through two small protocols: the PyTorch reference
 
 from __future__ import annotations
 
+import inspect
 import io
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,10 @@ import numpy as np
 from .answer import AnswerError, parse_answer
 from .geometry import clip_box, clip_point, is_degenerate
 from .images import ImageLike, ImageLimits, load_image
+from .stopping import RepetitionStop
+
+#: What the pipeline may pass to `Reasoner.generate` beyond (encoded, query), when it names them.
+GENERATE_CONTROLS = ("on_token", "max_time_s", "repetition_stop")
 
 #: Longest query accepted, in tokens of the question itself (Seg-Zero's template adds ~100
 #: tokens and the image its own); longer ones are refused, never truncated. Configurable:
@@ -39,6 +44,9 @@ class Generation:
     prefill_ms: float = 0.0
     decode_ms: float = 0.0
     tokens: int = 0
+    #: why decoding was cut early (a time budget, a repetition stop); None when it ended
+    #: normally (a stop token or max_new_tokens). `text` is then the partial answer.
+    stop_reason: str | None = None
 
 
 @runtime_checkable
@@ -51,7 +59,11 @@ class Reasoner(Protocol):
         ...
 
     def generate(self, encoded: Any, query: str) -> Generation:
-        """Answer one query about an encoded image with the Seg-Zero prompt."""
+        """Answer one query about an encoded image with the Seg-Zero prompt.
+
+        A back end may also take the keywords `on_token(token_id, text_so_far)`,
+        `max_time_s` and `repetition_stop` (`segzero_edge.stopping`); the pipeline passes
+        them only to a `generate` that names them."""
         ...
 
 
@@ -176,7 +188,9 @@ class ReasoningPipeline:
     """Chains any `Reasoner` with any `Segmenter`, following Seg-Zero's inference.
 
     `max_query_tokens` bounds each query (counted by the reasoner's `count_query_tokens`
-    when it has one); `image_limits` bounds the images `segment` accepts.
+    when it has one); `image_limits` bounds the images `segment` accepts. `max_time_s` is
+    the default wall-clock budget of each query (None: none) and `repetition_stop` the rule
+    that cuts a runaway answer (None: off); both need a reasoner whose `generate` takes them.
     """
 
     def __init__(
@@ -186,28 +200,56 @@ class ReasoningPipeline:
         *,
         max_query_tokens: int = MAX_QUERY_TOKENS,
         image_limits: ImageLimits | None = None,
+        max_time_s: float | None = None,
+        repetition_stop: RepetitionStop | None = RepetitionStop(),  # noqa: B008 - frozen dataclass
     ) -> None:
         if isinstance(max_query_tokens, bool) or not isinstance(max_query_tokens, int) or max_query_tokens < 1:
             raise ValueError(f"max_query_tokens must be a positive integer, got {max_query_tokens!r}")
+        _check_time(max_time_s)
         self.reasoner = reasoner
         self.segmenter = segmenter
         self.max_query_tokens = max_query_tokens
         self.image_limits = image_limits
+        self.max_time_s = max_time_s
+        self.repetition_stop = repetition_stop
+        self._controls = _generate_keywords(reasoner)
 
     def check_query(self, query: str) -> str | None:
         """Why `query` would be refused (None: it is fine), without running any model."""
         return check_query(query, self.max_query_tokens, getattr(self.reasoner, "count_query_tokens", None))
 
-    def segment(self, image: ImageLike, query: str, *, channel_order: str = "rgb") -> Result:
+    def segment(
+        self,
+        image: ImageLike,
+        query: str,
+        *,
+        channel_order: str = "rgb",
+        on_token: Callable[[int, str], None] | None = None,
+        max_time_s: float | None = None,
+    ) -> Result:
         """Segment the object a free-text query describes. Bad images raise `ImageError`;
         everything that goes wrong after that comes back as `Result(ok=False)`.
 
         channel_order: "rgb", or "bgr" for OpenCV frames (numpy arrays only; see
-        `segzero_edge.images`)."""
-        return self.segment_many(image, [query], channel_order=channel_order)[0]
+        `segzero_edge.images`). on_token(token_id, text_so_far): called after every generated
+        token. max_time_s: this call's wall-clock budget (default: the pipeline's), counted
+        from the query's start (the image encode included); when it runs out, decoding stops
+        and the result is ok=False with the partial text."""
+        return self.segment_many(
+            image, [query], channel_order=channel_order, on_token=on_token, max_time_s=max_time_s
+        )[0]
 
-    def segment_many(self, image: ImageLike, queries: Sequence[str], *, channel_order: str = "rgb") -> list[Result]:
-        """Several queries on one image: both models encode the image once.
+    def segment_many(
+        self,
+        image: ImageLike,
+        queries: Sequence[str],
+        *,
+        channel_order: str = "rgb",
+        on_token: Callable[[int, str], None] | None = None,
+        max_time_s: float | None = None,
+    ) -> list[Result]:
+        """Several queries on one image: both models encode the image once. The keywords are
+        `segment`'s; `max_time_s` is each query's own budget.
 
         Every query is checked (emptiness, byte and token limits) before any model runs; a
         bad query, or one its reasoner or segmenter rejects as bad input (ValueError), gives
@@ -215,6 +257,9 @@ class ReasoningPipeline:
         """
         if isinstance(queries, str):
             raise TypeError("segment_many takes a list of queries; use segment() for one")
+        _check_time(max_time_s)
+        budget = self.max_time_s if max_time_s is None else max_time_s
+        controls = self._control_kwargs(on_token, budget)
         pixels = load_image(image, limits=self.image_limits, channel_order=channel_order)
         problems = [self.check_query(query) for query in queries]
         encoded = embedding = None
@@ -225,7 +270,8 @@ class ReasoningPipeline:
                     Result(ok=False, query=str(query), error=problem, timings={"reasoner_vision_ms": 0.0}, image=pixels)
                 )
                 continue
-            timings = {"reasoner_vision_ms": 0.0}
+            timings: dict[str, float | int] = {"reasoner_vision_ms": 0.0}
+            query_start = time.perf_counter()
             if encoded is None:  # the first usable query pays the vision encode
                 start = time.perf_counter()
                 encoded = self.reasoner.encode_image(pixels)
@@ -234,24 +280,57 @@ class ReasoningPipeline:
             result = Result(ok=False, query=query, timings=timings, image=pixels)
             results.append(result)
             try:
-                embedding = self._answer(result, encoded, pixels, embedding)
+                embedding = self._answer(result, encoded, pixels, embedding, controls, query_start)
             except ValueError as exc:  # input the back end refuses: this query fails, the others go on
                 result.ok, result.mask, result.score = False, None, None
                 result.error = f"query failed: {type(exc).__name__}: {_first_line(exc)}"
             timings["total_ms"] = _ms(total) + timings["reasoner_vision_ms"]
         return results
 
-    def _answer(self, result: Result, encoded: Any, pixels: np.ndarray, embedding: Any) -> Any:
+    def _control_kwargs(self, on_token: Callable[[int, str], None] | None, budget: float | None) -> dict[str, Any]:
+        """The generate keywords of one call (max_time_s as a deadline, resolved per query)."""
+        wanted = {"on_token": on_token, "max_time_s": budget, "repetition_stop": self.repetition_stop}
+        # the repetition stop is on by default, so it is applied where the back end can
+        unsupported = [k for k, v in wanted.items() if v is not None and k not in self._controls and k != "repetition_stop"]
+        if unsupported:
+            raise TypeError(
+                f"{type(self.reasoner).__name__}.generate takes no {unsupported}: this back end cannot "
+                "stream tokens or stop early; drop those options"
+            )
+        return {k: v for k, v in wanted.items() if v is not None and k in self._controls}
+
+    def _answer(
+        self,
+        result: Result,
+        encoded: Any,
+        pixels: np.ndarray,
+        embedding: Any,
+        controls: dict[str, Any] | None = None,
+        query_start: float | None = None,
+    ) -> Any:
         """Generate, parse, rescale and segment one query into `result`; returns the (possibly
         new) segmenter embedding."""
         timings = result.timings
-        generation = self.reasoner.generate(encoded, result.query)
+        controls = dict(controls or {})
+        budget = controls.get("max_time_s")
+        if budget is not None and query_start is not None:  # the image encode spent some of it
+            controls["max_time_s"] = max(budget - (time.perf_counter() - query_start), 1e-9)
+        generation = self.reasoner.generate(encoded, result.query, **controls)
         timings.update(
             reasoner_prefill_ms=generation.prefill_ms,
             reasoner_decode_ms=generation.decode_ms,
             tokens=int(generation.tokens),
         )
         result.answer_text = generation.text
+        if generation.stop_reason is not None:
+            reason = generation.stop_reason
+            if reason.startswith("time budget") and budget is not None and query_start is not None:
+                reason = (  # in the caller's terms: its budget, counted from the query's start
+                    f"time budget of {budget:g} s ran out after {generation.tokens} tokens "
+                    f"({time.perf_counter() - query_start:.2f} s since the query started)"
+                )
+            result.error = f"decoding stopped early: {reason}"
+            return embedding
         try:
             answer = parse_answer(generation.text)
         except AnswerError as exc:
@@ -279,6 +358,21 @@ class ReasoningPipeline:
         if is_degenerate(answer.bbox):
             result.warnings.append("degenerate box (zero width or height): the points carry the prompt")
         return embedding
+
+
+def _check_time(max_time_s: float | None) -> None:
+    if max_time_s is not None and (isinstance(max_time_s, bool) or not max_time_s > 0):
+        raise ValueError(f"max_time_s must be a positive number of seconds (None: no budget), got {max_time_s!r}")
+
+
+def _generate_keywords(reasoner: Any) -> frozenset[str]:
+    """Which of GENERATE_CONTROLS the reasoner's generate names (or all, with **kwargs)."""
+    try:
+        params = inspect.signature(reasoner.generate).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: assume the bare protocol
+        return frozenset()
+    # by name only: a **overrides catch-all (GenerationConfig fields) does not mean it takes these
+    return frozenset(p.name for p in params if p.name in GENERATE_CONTROLS)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -72,3 +72,115 @@ def test_an_opencv_frame_gives_the_rgb_answer(seg, example):
     assert np.array_equal(bgr.mask, rgb.mask)
     many = seg.segment_many(np.ascontiguousarray(image[:, :, ::-1]), [query], channel_order="bgr")
     assert many[0].bbox == rgb.bbox
+
+
+# -- latency control ---------------------------------------------------------------------------
+
+
+def _feed(watch, ids):
+    for n, token in enumerate(ids, 1):
+        reason = watch.step(token)
+        if reason is not None:
+            return n, reason
+    return None, None
+
+
+@pytest.mark.parametrize("period", [1, 2, 7, 20, 64])
+def test_repetition_stop_fires_where_documented(period):
+    from segzero_edge.stopping import RepetitionStop, StopWatch
+
+    rule = RepetitionStop()
+    prefix = list(range(1000, 1030))  # 30 distinct tokens
+    block = list(range(period))
+    n, reason = _feed(StopWatch(repetition=rule), prefix + block * 200)
+    # the loop's tokens must cover max(min_span, min_repeats x period)
+    assert n == len(prefix) + max(rule.min_span, rule.min_repeats * period)
+    assert f"a {period}-token block repeated" in reason
+
+
+def test_repetition_stop_leaves_other_text_alone():
+    from segzero_edge.stopping import RepetitionStop, StopWatch
+
+    rng = np.random.default_rng(0)
+    assert _feed(StopWatch(repetition=RepetitionStop()), rng.integers(0, 1000, 5000).tolist()) == (None, None)
+    # a block longer than max_period is not looked for; three repeats are not four
+    assert _feed(StopWatch(repetition=RepetitionStop(max_period=8)), list(range(9)) * 50)[0] is None
+    assert _feed(StopWatch(repetition=RepetitionStop(min_span=2)), [5, 6, 7] * 3)[0] is None
+    assert _feed(StopWatch(repetition=RepetitionStop(min_span=2)), [5, 6, 7] * 4)[0] == 12
+
+
+def test_repetition_stop_never_cuts_a_real_completion():
+    from segzero_edge.runtime.tokenizer import PromptTokenizer
+    from segzero_edge.stopping import RepetitionStop, StopWatch
+    from segzero_edge.synthetic import generate_split
+
+    pytest.importorskip("scipy")
+    root = segzero_edge.default_engines()
+    meta = json.loads((root / "manifest.json").read_text())["components"]["reasoner"]
+    tokenizer = PromptTokenizer.from_file(root / "reasoner" / meta["files"]["tokenizer"], meta).tokenizer
+    for sample in generate_split("test", 24, size=128):
+        ids = tokenizer.encode(sample.completion, add_special_tokens=False).ids
+        assert _feed(StopWatch(repetition=RepetitionStop()), ids) == (None, None), sample.completion
+
+
+def test_time_budget_and_bad_settings():
+    import time
+
+    from segzero_edge.stopping import RepetitionStop, StopWatch
+
+    n, reason = _feed(StopWatch(max_time_s=0.5, start=time.perf_counter() - 1.0), [1, 2, 3])
+    assert n == 1 and reason.startswith("time budget of 0.5 s ran out after 1 tokens")
+    assert _feed(StopWatch(max_time_s=60.0), list(range(100))) == (None, None)
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="max_time_s must be > 0"):
+            StopWatch(max_time_s=bad)
+    with pytest.raises(ValueError, match="min_repeats must be >= 2"):
+        RepetitionStop(min_repeats=1)
+
+
+@pytest.fixture(scope="module")
+def noise() -> np.ndarray:
+    """An image unlike the shipped reasoner's training scenes: it loops on it (1,024 tokens
+    of "on star on star ..." without the repetition stop)."""
+    return np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+
+
+def test_a_runaway_answer_is_cut_and_streamed(seg, noise):
+    streamed: list[tuple[int, str]] = []
+    r = seg.segment(noise, "the object used for cutting", on_token=lambda t, text: streamed.append((t, text)))
+    assert not r.ok and r.error.startswith("decoding stopped early: repetition stop")
+    assert isinstance(r.timings["tokens"], int) and r.timings["tokens"] == len(streamed) < 200
+    assert streamed[-1][1] == r.answer_text  # the partial text is kept
+    assert r.mask is None
+
+
+def test_a_time_budget_stops_decoding(seg, noise):
+    r = seg.segment(noise, "the object used for cutting", max_time_s=1e-6)
+    assert not r.ok and "time budget of 1e-06 s ran out after 1 tokens" in r.error
+    assert r.timings["tokens"] == 1 and r.answer_text != ""
+    with pytest.raises(ValueError, match="max_time_s must be a positive number"):
+        seg.segment(noise, "x", max_time_s=0)
+
+
+def test_controls_need_a_reasoner_that_takes_them():
+    from fakes import BoxSegmenter, ScriptedReasoner, answer_text
+
+    from segzero_edge.pipeline import ReasoningPipeline
+
+    pipe = ReasoningPipeline(ScriptedReasoner(answer_text([1, 1, 5, 5], [2, 2], [3, 3])), BoxSegmenter())
+    assert pipe.segment(np.zeros((8, 8, 3), np.uint8), "x").ok  # the default repetition stop is best effort
+    with pytest.raises(TypeError, match=r"ScriptedReasoner.generate takes no \['on_token'\]"):
+        pipe.segment(np.zeros((8, 8, 3), np.uint8), "x", on_token=print)
+
+
+def test_the_cli_prints_a_few_lines_of_a_runaway(capsys):
+    from segzero_edge.cli.segment import MAX_PRINT_LINES, clip_text, print_result
+    from segzero_edge.pipeline import Result
+
+    runaway = "<think>" + " on star" * 400
+    print_result(Result(ok=False, query="q", error="decoding stopped early: ...", answer_text=runaway, timings={"tokens": 801}))
+    out = capsys.readouterr().out
+    answer = out[out.index("answer:") : out.index("FAILED:")]
+    assert answer.count("\n") == MAX_PRINT_LINES and "more characters; --json keeps the full text" in answer
+    assert "tokens=801" in out
+    assert clip_text("short answer") == "short answer"

@@ -41,7 +41,11 @@ def build_pipeline(args: argparse.Namespace):
     if args.engines is not None:
         from segzero_edge.runtime import ReasoningSegmenter
 
-        return ReasoningSegmenter.from_dir(args.engines, provider=args.provider, max_new_tokens=args.max_new_tokens)
+        # Seg-Zero's evaluation decodes to EOS or the token budget: no repetition stop, so that
+        # figures stay comparable with the paper's
+        return ReasoningSegmenter.from_dir(
+            args.engines, provider=args.provider, max_new_tokens=args.max_new_tokens, repetition_stop=None
+        )
     if not (args.reasoner and args.segmenter):
         raise CliError("pass --engines DIR, or both --reasoner SRC and --segmenter SRC")
     from segzero_edge.generation import GenerationConfig

@@ -18,6 +18,23 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="reasoner token budget (default: manifest)")
     parser.add_argument("--temperature", type=float, default=None, help="0 = greedy (default: manifest)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed")
+    parser.add_argument(
+        "--max-time-s", type=float, default=None,
+        help="wall-clock budget of each query in seconds; when it runs out decoding stops and the query fails "
+        "with its partial text (default: none)",
+    )
+    parser.add_argument(
+        "--no-repetition-stop", action="store_true",
+        help="let a runaway answer run to --max-new-tokens (default: cut a block repeated 4 times back to back, "
+        "segzero_edge.stopping.RepetitionStop)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads per graph (default: one per core)")
+    parser.add_argument("--device-id", type=int, default=0, help="GPU index (cuda, tensorrt)")
+    parser.add_argument("--trt-fp16", action="store_true", help="tensorrt: let TensorRT build fp16 kernels")
+    parser.add_argument(
+        "--trt-cache-dir", type=Path, default=None,
+        help="tensorrt: keep built TensorRT engines and the timing cache here, so the next start does not rebuild them",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,12 +59,55 @@ def check_engines_arg(args: argparse.Namespace) -> None:
         raise CliError(f"--engines {args.engines}: no such directory")
 
 
+def check_engine_settings(args: argparse.Namespace) -> None:
+    """Settings refused before any model loads (usage errors, exit 2)."""
+    if args.max_time_s is not None and not args.max_time_s > 0:
+        raise CliError(f"--max-time-s must be > 0 seconds, got {args.max_time_s}")
+    if args.threads is not None and args.threads < 1:
+        raise CliError(f"--threads must be >= 1, got {args.threads}")
+    if args.device_id < 0:
+        raise CliError(f"--device-id must be >= 0, got {args.device_id}")
+    if args.provider != "tensorrt" and (args.trt_fp16 or args.trt_cache_dir is not None):
+        raise CliError(f"--trt-fp16 and --trt-cache-dir apply to --provider tensorrt, not {args.provider}")
+    if args.provider == "cpu" and args.device_id != 0:
+        raise CliError("--device-id applies to --provider cuda or tensorrt")
+
+
 def load_segmenter(args: argparse.Namespace):
     from segzero_edge.runtime import ReasoningSegmenter
+    from segzero_edge.stopping import RepetitionStop
 
     return ReasoningSegmenter.from_dir(
-        args.engines, provider=args.provider, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
+        args.engines,
+        provider=args.provider,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        max_time_s=args.max_time_s,
+        repetition_stop=None if args.no_repetition_stop else RepetitionStop(),
+        threads=args.threads,
+        device_id=args.device_id,
+        trt_fp16=args.trt_fp16,
+        trt_cache_dir=args.trt_cache_dir,
     )
+
+
+#: How much of a thinking or answer text the CLI prints (a runaway answer is 1,000+ tokens).
+MAX_PRINT_LINES = 4
+PRINT_WIDTH = 100
+
+
+def clip_text(text: str, lines: int = MAX_PRINT_LINES, width: int = PRINT_WIDTH) -> str:
+    """`text` folded to `width` columns and cut to `lines` lines, saying how much was left out."""
+    import textwrap
+
+    wrapped = [part for line in text.strip().splitlines() for part in (textwrap.wrap(line, width) or [""])]
+    if len(wrapped) <= lines:
+        return "\n          ".join(wrapped)
+    shown = wrapped[:lines]
+    left = len(text.strip()) - sum(len(line) for line in shown)
+    shown[-1] += f" ... [{max(left, 1)} more characters; --json keeps the full text]"
+    return "\n          ".join(shown)
 
 
 def overlay_paths(out: Path | None, count: int) -> list[Path]:
@@ -60,8 +120,8 @@ def overlay_paths(out: Path | None, count: int) -> list[Path]:
 def print_result(result) -> None:
     print(f"query:    {result.query}")
     if result.thinking:
-        print(f"thinking: {result.thinking.strip()}")
-    print(f"answer:   {result.answer_text.strip()}")
+        print(f"thinking: {clip_text(result.thinking)}")
+    print(f"answer:   {clip_text(result.answer_text)}")
     if result.ok:
         print(f"bbox={list(result.bbox)} points={[list(p) for p in result.points]} mask_area={int(result.mask.sum())}")
     else:
@@ -87,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_output(args.json, "--json")
     check_engines_arg(args)
+    check_engine_settings(args)
     try:
         image = load_image(args.image)
     except ImageError as exc:
