@@ -184,3 +184,84 @@ def test_the_cli_prints_a_few_lines_of_a_runaway(capsys):
     assert answer.count("\n") == MAX_PRINT_LINES and "more characters; --json keeps the full text" in answer
     assert "tokens=801" in out
     assert clip_text("short answer") == "short answer"
+
+
+# -- settings passed through, threads ----------------------------------------------------------
+
+
+def test_from_dir_passes_session_settings_to_every_graph(monkeypatch, tmp_path):
+    from segzero_edge.runtime import ReasoningSegmenter, api, providers
+    from segzero_edge.runtime import reasoner as reasoner_mod
+    from segzero_edge.runtime import segmenter as segmenter_mod
+    from segzero_edge.runtime import vision as vision_mod
+
+    calls = []
+    real = providers.create_session
+
+    def recording(path, provider="cpu", *, threads=None, spin=None, **options):
+        calls.append((Path(path).name, provider, threads, options))
+        return real(path, "cpu", threads=threads, spin=spin)  # the GPU providers are not installed here
+
+    monkeypatch.setattr(api, "check_provider", lambda provider: None)
+    for module in (reasoner_mod, segmenter_mod, vision_mod):
+        monkeypatch.setattr(module, "create_session", recording)
+    cache = tmp_path / "trt-cache"
+    seg = ReasoningSegmenter.from_dir(provider="tensorrt", threads=1, device_id=1, trt_fp16=True, trt_cache_dir=cache)
+    assert sorted(c[0] for c in calls) == ["decoder.onnx", "decoder.onnx", "embed.onnx", "encoder.onnx", "vision.onnx"]
+    for _, provider, threads, options in calls:
+        assert (provider, threads, options) == (
+            "tensorrt", 1, {"device_id": 1, "trt_fp16": True, "trt_cache_dir": cache}
+        )
+    assert seg.segmenter.encoder.get_session_options().intra_op_num_threads == 1
+    assert seg.reasoner.text.decoder_session.get_session_options().intra_op_num_threads == 1
+    calls.clear()
+    ReasoningSegmenter.from_dir(provider="cpu", threads=2)
+    assert {(c[1], c[2], tuple(c[3])) for c in calls} == {("cpu", 2, ())}  # no GPU options on the CPU
+
+
+def test_tensorrt_provider_options_keep_engines_and_timing_cache(monkeypatch, tmp_path):
+    from segzero_edge.runtime import providers
+
+    monkeypatch.setattr(providers, "check_provider", lambda provider: None)
+    cache = tmp_path / "cache"
+    got = providers.execution_providers("tensorrt", device_id=2, trt_fp16=True, trt_cache_dir=cache)
+    assert got == [
+        ("TensorrtExecutionProvider", {
+            "device_id": 2, "trt_fp16_enable": True,
+            "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache),
+        }),
+        ("CUDAExecutionProvider", {"device_id": 2}),
+        "CPUExecutionProvider",
+    ]
+    assert cache.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"threads": 0}, "threads must be a positive integer"),
+        ({"device_id": -1}, "device_id must be a GPU index"),
+        ({"device_id": 1}, "applies to provider 'cuda' or 'tensorrt'"),
+        ({"trt_fp16": True}, "apply to provider='tensorrt'"),
+        ({"max_time_s": 0}, "max_time_s must be a positive number"),
+    ],
+)
+def test_bad_settings_are_refused_before_loading(kwargs, match):
+    from segzero_edge.runtime import ReasoningSegmenter
+
+    with pytest.raises(ValueError, match=match):
+        ReasoningSegmenter.from_dir("/nonexistent", provider="cpu", **kwargs)
+
+
+def test_threads_share_one_instance_with_identical_results(seg, example):
+    from concurrent.futures import ThreadPoolExecutor
+
+    image, query = example
+    queries = [query, "the red circle"]
+    alone = [seg.segment(image, q) for q in queries]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda q: seg.segment(image, q), queries * 2))
+    for a, b in zip(alone * 2, together, strict=True):
+        assert (a.ok, a.answer_text, a.bbox, a.points, a.score) == (b.ok, b.answer_text, b.bbox, b.points, b.score)
+        assert (a.mask is None and b.mask is None) or np.array_equal(a.mask, b.mask)
