@@ -174,3 +174,76 @@ def external_refs(path: str | Path) -> list[ExternalRef]:
                 return out
             finally:
                 buf.release()
+
+
+# -- graph inputs and outputs (for `segzero-edge info`) --------------------------------------
+
+#: TensorProto.DataType numbers -> names.
+ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+              10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
+
+
+@dataclass(frozen=True)
+class ValueInfo:
+    """A graph input or output: name, element type and shape (ints, or symbolic names)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+
+def _value_info(buf: memoryview, start: int, end: int) -> ValueInfo:
+    name, dtype, shape = "", "?", []
+    for number, wire, a, b in _fields(buf, start, end):
+        if number == 1 and wire == _LEN:
+            name = _text(buf, a, b)
+        elif number == 2 and wire == _LEN:  # TypeProto
+            for n, w, c, d in _fields(buf, a, b):
+                if n != 1 or w != _LEN:  # tensor_type only
+                    continue
+                for n2, w2, e, f in _fields(buf, c, d):
+                    if n2 == 1 and w2 == _VARINT:
+                        dtype = ONNX_TYPES.get(e, f"type{e}")
+                    elif n2 == 2 and w2 == _LEN:  # TensorShapeProto
+                        for n3, w3, g, h in _fields(buf, e, f):
+                            if n3 != 1 or w3 != _LEN:
+                                continue
+                            dim: int | str = "?"
+                            for n4, w4, i, j in _fields(buf, g, h):
+                                if n4 == 1 and w4 == _VARINT:
+                                    dim = i
+                                elif n4 == 2 and w4 == _LEN:
+                                    dim = _text(buf, i, j)
+                            shape.append(dim)
+    return ValueInfo(name, dtype, tuple(shape))
+
+
+def graph_io(path: str | Path) -> tuple[list[ValueInfo], list[ValueInfo]]:
+    """(inputs, outputs) of the main graph of the ONNX file at `path`, without onnx or
+    onnxruntime (initializers listed as inputs by old exporters are left out)."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        if size == 0:
+            raise OnnxFormatError("the file is empty")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            buf = memoryview(mapped)
+            try:
+                for number, wire, a, b in _fields(buf, 0, size):
+                    if number != 7 or wire != _LEN:
+                        continue
+                    inputs, outputs, initializers = [], [], set()
+                    for n, w, c, d in _fields(buf, a, b):
+                        if w != _LEN:
+                            continue
+                        if n == 11:
+                            inputs.append(_value_info(buf, c, d))
+                        elif n == 12:
+                            outputs.append(_value_info(buf, c, d))
+                        elif n == 5:
+                            for n2, w2, e, f in _fields(buf, c, d):
+                                if n2 == _TENSOR_NAME and w2 == _LEN:
+                                    initializers.add(_text(buf, e, f))
+                    return [i for i in inputs if i.name not in initializers], outputs
+                raise OnnxFormatError("no graph (ModelProto field 7)")
+            finally:
+                buf.release()

@@ -17,7 +17,7 @@ from ..safe_write import OutputError
 
 #: Subcommand modules, in the order `--help` lists them. A module not present in this
 #: install (a stage still to come) is simply not offered.
-COMMAND_MODULES = ("segment", "export", "verify", "eval", "train", "bench", "demo", "synth")
+COMMAND_MODULES = ("segment", "info", "build_plans", "export", "verify", "eval", "train", "bench", "demo", "synth")
 
 
 class CliError(Exception):
