@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from segzero_edge.export.tensorrt import build_plan, tensorrt_version
+from segzero_edge.export.tensorrt import PlanConfig, build_plan, tensorrt_version
 from segzero_edge.graphs import segmenter_io as io
 
 
@@ -24,6 +24,7 @@ def build_segmenter_plans(
     max_points: int = io.MAX_POINTS,
     opt_points: int = 5,
     timing_cache: str | Path | None = None,
+    workspace_gib: float = 4.0,
 ) -> dict[str, Any]:
     """Build `segmenter_encoder.plan` and `segmenter_decoder.plan` in `plan_dir` from the
     graphs in `onnx_dir` and return the manifest's `trt.segmenter` entry (plan names relative
@@ -52,12 +53,13 @@ def build_segmenter_plans(
         io.POINT_COORDS: ((1, 1, 2), (1, opt_points, 2), (1, max_points, 2)),
         io.POINT_LABELS: ((1, 1), (1, opt_points), (1, max_points)),
     }
-    build_plan(onnx_dir / io.ENCODER_FILE, plan_dir / io.ENCODER_PLAN, fp16=fp16, timing_cache=timing_cache)
+    config = PlanConfig(fp16=fp16, workspace_gib=workspace_gib)
+    build_plan(onnx_dir / io.ENCODER_FILE, plan_dir / io.ENCODER_PLAN, config=config, timing_cache=timing_cache)
     build_plan(
         onnx_dir / io.DECODER_FILE,
         plan_dir / io.DECODER_PLAN,
         profiles=[decoder_profile],
-        fp16=fp16,
+        config=config,
         timing_cache=timing_cache,
     )
     return {"encoder": io.ENCODER_PLAN, "decoder": io.DECODER_PLAN, "fp16": fp16, "max_points": max_points}
@@ -69,21 +71,31 @@ def build_engine_plans(
     *,
     fp16: bool = True,
     timing_cache: str | Path | None = None,
+    plan_dir: str | Path | None = None,
+    workspace_gib: float = 4.0,
+    device_id: int = 0,
 ) -> dict[str, Any]:
-    """Build the TensorRT plans of an engine directory under `root/trt/` and return the
-    manifest's `trt` component: `{"tensorrt": version, "<component>": {plan entries}}`.
+    """Build the TensorRT plans of an engine directory under `plan_dir` (default `root/trt/`)
+    and return the manifest's `trt` component: `{"tensorrt": version, "gpu": name,
+    "<component>": {plan entries relative to plan_dir}}`. The runtime refuses plans whose
+    version or GPU differ from its own (`manifest.check_plans_match`).
 
     Builds the segmenter's plans (`build_segmenter_plans`); components
     without a plan builder here keep running on ONNX Runtime.
     """
+    from segzero_edge.cudart import CudaRuntime
+
     root = Path(root)
-    out: dict[str, Any] = {"tensorrt": tensorrt_version()}
+    cuda = CudaRuntime()
+    cuda.set_device(device_id)
+    out: dict[str, Any] = {"tensorrt": tensorrt_version(), "gpu": cuda.device_name(device_id)}
     if "segmenter" in components:
         out["segmenter"] = build_segmenter_plans(
             root / "segmenter",
-            root / "trt",
+            Path(plan_dir) if plan_dir is not None else root / "trt",
             meta=components["segmenter"],
             fp16=fp16,
             timing_cache=timing_cache,
+            workspace_gib=workspace_gib,
         )
     return out
