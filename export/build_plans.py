@@ -120,7 +120,7 @@ def _with_plans(
         validate(data)
     except SchemaError as exc:
         raise EngineError(f"the new manifest would not validate: {exc}") from None
-    for name, entry in new.items():
+    for entry in new.values():
         if isinstance(entry, dict):
             for role in ("encoder", "decoder"):
                 if role in entry and f"{TRT_DIR}/{entry[role]}" not in files:

@@ -54,7 +54,7 @@ def test_a_failed_build_leaves_the_directory_as_it_was(stub_copy):
     build_plans_in_place(stub_copy, builder=fake_builder())
     before = (stub_copy / "manifest.json").read_bytes()
     tree = sorted(p.relative_to(stub_copy).as_posix() for p in stub_copy.rglob("*"))
-    with pytest.raises(RuntimeError, match="failed to build decoder.onnx"):
+    with pytest.raises(RuntimeError, match=r"failed to build decoder\.onnx"):
         build_plans_in_place(stub_copy, builder=fake_builder(fail=True))
     assert (stub_copy / "manifest.json").read_bytes() == before
     assert sorted(p.relative_to(stub_copy).as_posix() for p in stub_copy.rglob("*")) == tree
