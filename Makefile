@@ -14,7 +14,8 @@ PYTEST_ARGS ?=
 RUNTIME_VENV := .venv-runtime
 RUNTIME_TESTS := test_runtime_shipped.py test_import_rule.py test_pipeline.py test_manifest.py test_answer.py \
 	test_metrics.py test_rewards.py test_qwen_preprocess.py test_qwen_rope.py test_segmenter_runtime.py \
-	test_reasoner_runtime.py test_end_to_end.py test_cli.py
+	test_reasoner_runtime.py test_end_to_end.py test_cli.py test_robot.py test_results.py test_engine_info.py \
+	test_examples.py
 
 .PHONY: setup test test-all test-runtime lint demo clean
 
@@ -43,7 +44,7 @@ test-runtime:
 		-m "not slow and not gpu and not trt" $(addprefix $(CURDIR)/tests/,$(RUNTIME_TESTS)) $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check segzero_edge runtime export train tests bench recipes
+	$(PY) -m ruff check segzero_edge runtime export train tests bench recipes examples
 
 demo: $(STAMP)
 	$(VENV)/bin/segzero-edge demo

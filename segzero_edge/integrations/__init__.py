@@ -1,0 +1,1 @@
+"""Glue for robot frameworks, as pure functions that need none of them installed."""
