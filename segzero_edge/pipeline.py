@@ -9,7 +9,6 @@ Back ends plug in through two small protocols: the PyTorch reference
 from __future__ import annotations
 
 import inspect
-import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -104,24 +103,10 @@ class Result:
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable, mask included as COCO RLE (`segzero_edge.rle`); `from_dict`
-        reads it back."""
-        from .rle import encode
+        """JSON-serialisable, the mask as COCO RLE (`segzero_edge.result_io`)."""
+        from .result_io import result_to_dict
 
-        return {
-            "ok": self.ok,
-            "query": self.query,
-            "error": self.error,
-            "bbox": list(self.bbox) if self.bbox else None,
-            "points": [list(p) for p in self.points] if self.points else None,
-            "score": self.score,
-            "mask_area": int(self.mask.sum()) if self.mask is not None else None,
-            "mask_rle": encode(self.mask) if self.mask is not None else None,
-            "thinking": self.thinking,
-            "answer_text": self.answer_text,
-            "timings": dict(self.timings),
-            "warnings": list(self.warnings),
-        }
+        return result_to_dict(self)
 
     def to_json(self) -> dict[str, Any]:
         """The same as `to_dict` (kept for existing callers)."""
@@ -129,36 +114,17 @@ class Result:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
-        """The inverse of `to_dict` (the image is not stored, so `save` then needs `image=`)."""
-        from .rle import decode
+        """The inverse of `to_dict` (the image is not stored: `save` then needs `image=`)."""
+        from .result_io import result_fields
 
-        rle = data.get("mask_rle")
-        return cls(
-            ok=bool(data["ok"]),
-            query=data["query"],
-            error=data.get("error"),
-            mask=decode(rle) if rle is not None else None,
-            bbox=tuple(int(v) for v in data["bbox"]) if data.get("bbox") else None,  # type: ignore[arg-type]
-            points=tuple(tuple(int(v) for v in p) for p in data["points"]) if data.get("points") else None,  # type: ignore[misc]
-            score=data.get("score"),
-            thinking=data.get("thinking", ""),
-            answer_text=data.get("answer_text", ""),
-            timings=dict(data.get("timings", {})),
-            warnings=list(data.get("warnings", [])),
-        )
+        return cls(**result_fields(data))
 
     def save(self, path: str | Path, image: ImageLike | None = None, *, caption: bool = True) -> Path:
-        """Write the overlay (mask tint and outline, box, points, caption) as a PNG, atomically.
+        """Write the overlay PNG (mask tint and outline, box, points, caption) atomically;
         `image` defaults to the one the query ran on."""
-        from .overlay import render_overlay
-        from .safe_write import atomic_write_bytes
+        from .result_io import save_overlay
 
-        pixels = self.image if image is None else load_image(image)
-        if pixels is None:
-            raise ValueError("this Result holds no image (read by from_dict?): pass save(path, image=...)")
-        buf = io.BytesIO()
-        render_overlay(pixels, self, caption=caption).save(buf, format="PNG")
-        return atomic_write_bytes(path, buf.getvalue(), "Result.save path")
+        return save_overlay(self, path, self.image if image is None else load_image(image), caption=caption)
 
 
 def _ms(start: float) -> float:
