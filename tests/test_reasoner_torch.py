@@ -141,3 +141,24 @@ def test_chat_messages_render_through_the_processor(reasoner):
         chat_messages("a b"), tokenize=False, add_generation_prompt=True
     )
     assert text.count("<|image_pad|>") == 1
+
+
+def test_streaming_time_budget_and_repetition_stop_match_the_runtime_semantics(reasoner, enc):
+    from segzero_edge.stopping import RepetitionStop
+
+    seen: list[tuple[int, str]] = []
+    full = reasoner.generate(enc, "the dog", max_new_tokens=12, on_token=lambda t, text: seen.append((t, text)))
+    assert full.stop_reason is None and len(seen) == full.tokens
+    assert seen[-1][1] == full.text
+    cut = reasoner.generate(enc, "the dog", max_new_tokens=12, max_time_s=1e-6)
+    assert cut.tokens == 1 and cut.stop_reason.startswith("time budget of 1e-06 s ran out after 1 tokens")
+    # a one-token "block" repeated twice over two tokens: the second token repeating the first stops it
+    loose = RepetitionStop(min_repeats=2, max_period=12, min_span=2)
+    ids = reasoner.generate_ids(enc, "the dog", GenerationConfig(max_new_tokens=12)).ids
+    stopped = reasoner.generate(enc, "the dog", max_new_tokens=12, repetition_stop=loose)
+    from segzero_edge.stopping import StopWatch
+
+    watch = StopWatch(repetition=loose)
+    expected = next((n for n, t in enumerate(ids, 1) if watch.step(t)), None)
+    assert stopped.tokens == (expected or len(ids))
+    assert (stopped.stop_reason is not None) == (expected is not None)

@@ -59,6 +59,26 @@ class TorchIds:
     prefill_ms: float
     decode_ms: float
     logits: np.ndarray | None = None  # [len(ids), V] float32, before logits processors
+    stop_reason: str | None = None  # set when on_token's watch (time budget, repetition) cut it
+
+
+class _Watch:
+    """A generate() stopping criterion: streams each new token to `on_token(id, text)` and
+    applies `segzero_edge.stopping.StopWatch`; `reason` says why it stopped."""
+
+    def __init__(self, watch: Any, on_token: Any, decode: Any) -> None:
+        self.watch, self.on_token, self.decode = watch, on_token, decode
+        self.ids: list[int] = []
+        self.reason: str | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        token = int(input_ids[0, -1])
+        self.ids.append(token)
+        if self.on_token is not None:
+            self.on_token(token, self.decode(self.ids))
+        if self.watch is not None and self.reason is None:
+            self.reason = self.watch.step(token)
+        return torch.full((input_ids.shape[0],), self.reason is not None, dtype=torch.bool, device=input_ids.device)
 
 
 class _StepTimer:
@@ -217,10 +237,15 @@ class TorchReasoner:
         config: GenerationConfig | None = None,
         *,
         return_logits: bool = False,
+        on_token: Any = None,
+        max_time_s: float | None = None,
+        repetition_stop: Any = None,
     ) -> TorchIds:
         """HF `generate` for one query: prompt and new ids, timings, optionally the raw logits.
 
         Prefill time runs until the first new token reaches the streamer; decode time is the rest.
+        on_token(id, text_so_far), max_time_s and repetition_stop behave as in the runtime
+        (`segzero_edge.stopping`), through a stopping criterion.
         """
         cfg = (config or self.config).resolved(self.default_repetition_penalty)
         inputs = self.prompt_inputs(encoded, query)
@@ -242,9 +267,21 @@ class TorchReasoner:
             "return_dict_in_generate": True,
             "output_logits": return_logits,
         }
+        watch = None
+        timer.start = time.perf_counter()
+        if on_token is not None or max_time_s is not None or repetition_stop is not None:
+            from transformers import StoppingCriteriaList
+
+            from segzero_edge.stopping import StopWatch
+
+            stop = None
+            if max_time_s is not None or repetition_stop is not None:
+                stop = StopWatch(max_time_s=max_time_s, repetition=repetition_stop, start=timer.start)
+            decode = self.processor.tokenizer.decode
+            watch = _Watch(stop, on_token, lambda ids: decode(ids, skip_special_tokens=True))
+            kwargs["stopping_criteria"] = StoppingCriteriaList([watch])
         if not cfg.greedy and cfg.seed is not None:
             torch.manual_seed(cfg.seed)
-        timer.start = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         end = time.perf_counter()
@@ -259,6 +296,7 @@ class TorchReasoner:
             prefill_ms=(first - timer.start) * 1e3,
             decode_ms=(end - first) * 1e3,
             logits=logits,
+            stop_reason=watch.reason if watch is not None else None,
         )
 
     def generate(
@@ -266,9 +304,14 @@ class TorchReasoner:
         encoded: TorchEncoded | np.ndarray | Image.Image,
         query: str,
         config: GenerationConfig | None = None,
+        *,
+        on_token: Any = None,
+        max_time_s: float | None = None,
+        repetition_stop: Any = None,
         **overrides: Any,
     ) -> Generation:
         """Answer one query about an encoded image (or a raw image, encoded on the fly).
+        `on_token`, `max_time_s`, `repetition_stop`: as `OrtReasoner.generate`.
 
         Settings: the instance's `config`, replaced by `config`, then by keyword overrides
         (max_new_tokens, temperature, top_p, seed, repetition_penalty).
@@ -278,8 +321,12 @@ class TorchReasoner:
         cfg = config or self.config
         if overrides:
             cfg = replace(cfg, **overrides)
-        out = self.generate_ids(encoded, query, cfg)
+        out = self.generate_ids(
+            encoded, query, cfg, on_token=on_token, max_time_s=max_time_s, repetition_stop=repetition_stop
+        )
         text = self.processor.tokenizer.decode(
             out.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
-        return Generation(text=text, prefill_ms=out.prefill_ms, decode_ms=out.decode_ms, tokens=len(out.ids))
+        return Generation(
+            text=text, prefill_ms=out.prefill_ms, decode_ms=out.decode_ms, tokens=len(out.ids), stop_reason=out.stop_reason
+        )
