@@ -43,7 +43,9 @@ def test_memory_estimate_follows_its_formula(engines):
     # the shipped reasoner: 4 layers, 2 kv heads of 64, 4 heads, hidden 256, fp32 cache
     assert est.kv == 2 * 4 * 2 * 64 * 2048 * 4
     assert est.prefill == 4 * 2048**2 * 4 + 2048 * 256 * 4 * 20
-    assert est.vision == 16 * 256**2 * 4 + 256 * 1280 * 4 * 20  # 224² max_pixels: 256 patches
+    pre = manifest.components["reasoner"]["preprocess"]
+    patches = min(840**2, pre["max_pixels"]) // 14**2  # Qwen resizes to at most max_pixels
+    assert est.vision == 16 * patches**2 * 4 + patches * 1280 * 4 * 20
     assert est.segmenter == SEGMENTER_FACTOR * 4 * (8 * 256**2 + 16 * 128**2 + 64 * 64**2)
     assert est.peak == RUNTIME_OVERHEAD + est.weights + est.segmenter
     assert estimate(manifest, infos, 4096).kv == 2 * est.kv
