@@ -23,7 +23,9 @@ top of the resident weights. It is an estimate, not a measurement: allocator are
 onnxruntime's weight prepacking and TensorRT's workspace add to it. On the shipped engines
 (x86-64, onnxruntime CPU) the measured peak RSS of one `segment()` was 387 MiB (58 MiB after
 the imports, 126 MiB with the engines loaded, the SAM2 encode the largest stage); the
-estimate gives 369 MiB at 2,048 tokens.
+estimate gives 369 MiB at 2,048 tokens. A long-running process holds about twice that
+(`bench/soak.py`, 1,000 calls: 690-731 MiB), as onnxruntime's arenas keep each stage's
+largest activations; budget for that margin.
 """
 
 from __future__ import annotations
