@@ -3,8 +3,10 @@
 
 Seg-Zero's multi-object reward, copied verbatim (code unchanged; only the Chinese comments
 dropped and the `__main__` demo removed) from dvlab-research/Seg-Zero at commit 42a3345,
-`verl/utils/reward_score/vision_reasoner.py`. The tests compare `segzero_edge.rewards_multi`
-against these functions; do not edit them to make a test pass.
+`verl/utils/reward_score/vision_reasoner.py`, then `extract_bbox_points_think` and
+`compute_bbox_iou` of `evaluation_scripts/evaluation_visionreasoner.py`. The tests compare
+`segzero_edge.rewards_multi`, `segzero_edge.answer` and `segzero_edge.eval_multi` against
+these functions; do not edit them to make a test pass.
 """
 
 import re
@@ -168,3 +170,47 @@ def batch_points_in_box(points, boxes):
     x_check = (points[:,0] >= boxes[:,0]) & (points[:,0] <= boxes[:,2])
     y_check = (points[:,1] >= boxes[:,1]) & (points[:,1] <= boxes[:,3])
     return x_check & y_check
+
+
+# From evaluation_scripts/evaluation_visionreasoner.py (same commit), verbatim; `re` and
+# `json` are imported above.
+def extract_bbox_points_think(output_text, x_factor, y_factor):
+    json_match = re.search(r'<answer>\s*(.*?)\s*</answer>', output_text, re.DOTALL)
+    if json_match:
+        data = json.loads(json_match.group(1))
+        pred_bboxes = [[
+            int(item['bbox_2d'][0] * x_factor + 0.5),
+            int(item['bbox_2d'][1] * y_factor + 0.5),
+            int(item['bbox_2d'][2] * x_factor + 0.5),
+            int(item['bbox_2d'][3] * y_factor + 0.5)
+        ] for item in data]
+        pred_points = [[
+            int(item['point_2d'][0] * x_factor + 0.5),
+            int(item['point_2d'][1] * y_factor + 0.5)
+        ] for item in data]
+    
+    think_pattern = r'<think>([^<]+)</think>'
+    think_text = ""
+    think_match = re.search(think_pattern, output_text)
+    if think_match:
+        think_text = think_match.group(1)
+    
+    return pred_bboxes, pred_points, think_text
+
+def compute_bbox_iou(bbox1, bbox2):
+    x1 = max(bbox1[0], bbox2[0])
+    y1 = max(bbox1[1], bbox2[1])
+    x2 = min(bbox1[2], bbox2[2])
+    y2 = min(bbox1[3], bbox2[3])
+    
+    intersection = max(0, x2 - x1) * max(0, y2 - y1)
+    
+    area1 = (bbox1[2] - bbox1[0]) * (bbox1[3] - bbox1[1])
+    area2 = (bbox2[2] - bbox2[0]) * (bbox2[3] - bbox2[1])
+    
+    union = area1 + area2 - intersection
+    
+    if union == 0:
+        return 0
+    
+    return intersection / union
