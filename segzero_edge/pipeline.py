@@ -4,6 +4,17 @@
 
 Back ends plug in through two small protocols: the PyTorch reference
 (`segzero_edge.models`) and the torch-free runtime (`segzero_edge.runtime`) both do.
+
+Two answer formats (`segzero_edge.prompts.ANSWER_FORMATS`):
+- `single`: one box + two points → one SAM2 call → the best-scored mask;
+- `multi` (Seg-Zero's current release): a list of objects; each object's box + its one
+  point (label 1) → one SAM2 call on the shared image embedding → its best-scored mask;
+  the result mask is the union, and an empty list is a valid answer with an empty mask.
+
+The reasoner renders the prompt, so it owns the format: a reasoner may declare
+`answer_format` ("single" | "multi"), and the pipeline parses that format. One that
+declares nothing (the runtime until its manifest records the format) is taken as single
+unless the pipeline is told otherwise.
 """
 
 from __future__ import annotations
@@ -15,9 +26,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .answer import AnswerError, parse_answer
+from .answer import AnswerError, parse_answer, parse_multi_answer
 from .geometry import clip_box, clip_point, is_degenerate
 from .images import ImageLike, load_image
+from .prompts import check_answer_format
 
 #: Longest query accepted; longer ones are refused rather than silently truncated.
 MAX_QUERY_CHARS = 2000
@@ -64,9 +76,24 @@ class Segmenter(Protocol):
 
 
 @dataclass
+class ObjectResult:
+    """One segmented object: the prompt SAM2 got (clipped box, points) and its best mask."""
+
+    bbox: tuple[int, int, int, int]  # original-image pixels, corners ordered and clipped
+    points: tuple[tuple[int, int], ...]  # two for single answers, one for multi answers
+    mask: np.ndarray  # HxW bool at the original image size
+    score: float  # the segmenter's predicted IoU for this mask
+
+
+@dataclass
 class Result:
     """The outcome of one query. A failed parse or segmentation gives ok=False with the
-    reason in `error`; it does not raise."""
+    reason in `error`; it does not raise.
+
+    Multi-object answers: `objects` holds one entry per object and `mask` their union;
+    `bbox` is the box enclosing all objects, `points` one point per object and `score`
+    None. `ok=True` with no objects is the model saying nothing matches (empty mask).
+    """
 
     ok: bool
     query: str
@@ -79,6 +106,7 @@ class Result:
     answer_text: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    objects: list[ObjectResult] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """A JSON-ready summary (the mask as its area, not its pixels)."""
@@ -113,14 +141,26 @@ def check_query(query: str) -> str | None:
 
 
 class ReasoningPipeline:
-    """Chains any `Reasoner` with any `Segmenter`, following Seg-Zero's inference."""
+    """Chains any `Reasoner` with any `Segmenter`, following Seg-Zero's inference.
 
-    def __init__(self, reasoner: Reasoner, segmenter: Segmenter) -> None:
+    `answer_format` ("single" | "multi") is the format the reasoner's prompt asks for; None
+    takes the reasoner's own `answer_format` attribute, or "single" when it declares none.
+    """
+
+    def __init__(self, reasoner: Reasoner, segmenter: Segmenter, answer_format: str | None = None) -> None:
+        declared = getattr(reasoner, "answer_format", None)
+        chosen = check_answer_format(answer_format or declared or "single")
+        if declared is not None and declared != chosen:
+            raise ValueError(
+                f"the reasoner renders the {declared!r} prompt but the pipeline was asked for {chosen!r} "
+                f"answers; build the reasoner with answer_format={chosen!r} or drop the pipeline's answer_format"
+            )
         self.reasoner = reasoner
         self.segmenter = segmenter
+        self.answer_format = chosen
 
     def segment(self, image: ImageLike, query: str) -> Result:
-        """Segment the object a free-text query describes. Bad images raise `ImageError`;
+        """Segment the object(s) a free-text query describes. Bad images raise `ImageError`;
         everything that goes wrong after that comes back as `Result(ok=False)`."""
         return self.segment_many(image, [query])[0]
 
@@ -149,32 +189,84 @@ class ReasoningPipeline:
             )
             result = Result(ok=False, query=query, answer_text=generation.text, timings=timings)
             results.append(result)
-            try:
-                answer = parse_answer(generation.text)
-            except AnswerError as exc:
-                result.error = f"unparseable answer: {exc}"
-                timings["total_ms"] = _ms(total) + timings["reasoner_vision_ms"]
-                continue
-            height, width = pixels.shape[:2]
-            answer = answer.rescale(width, height)
-            result.thinking = answer.thinking
-            box = clip_box(answer.bbox, width, height)
-            points = tuple(clip_point(p, width, height) for p in answer.points)
-            result.bbox, result.points = box, points
-            if embedding is None:  # first query that needs it pays the encode
-                start = time.perf_counter()
-                embedding = self.segmenter.encode(pixels)
-                timings["segmenter_encode_ms"] = _ms(start)
+            if self.answer_format == "multi":
+                embedding = self._segment_objects(result, pixels, embedding)
             else:
-                timings["segmenter_encode_ms"] = 0.0
-            start = time.perf_counter()
-            masks, scores = self.segmenter.decode(embedding, box, points)
-            timings["segmenter_decode_ms"] = _ms(start)
-            best = int(np.argmax(scores))
-            result.mask = np.asarray(masks[best], dtype=bool)
-            result.score = float(scores[best])
-            result.ok = True
-            if is_degenerate(answer.bbox):
-                result.warnings.append("degenerate box (zero width or height): the points carry the prompt")
+                embedding = self._segment_single(result, pixels, embedding)
             timings["total_ms"] = _ms(total) + timings["reasoner_vision_ms"]
         return results
+
+    def _encode(self, pixels: np.ndarray, embedding: Any, timings: dict[str, float]) -> Any:
+        """The segmenter's image embedding: the first query that needs it pays the encode."""
+        if embedding is None:
+            start = time.perf_counter()
+            embedding = self.segmenter.encode(pixels)
+            timings["segmenter_encode_ms"] = _ms(start)
+        else:
+            timings["segmenter_encode_ms"] = 0.0
+        return embedding
+
+    def _segment_single(self, result: Result, pixels: np.ndarray, embedding: Any) -> Any:
+        """Seg-Zero's original format: one box + two points, the best of SAM2's masks."""
+        try:
+            answer = parse_answer(result.answer_text)
+        except AnswerError as exc:
+            result.error = f"unparseable answer: {exc}"
+            return embedding
+        height, width = pixels.shape[:2]
+        answer = answer.rescale(width, height)
+        result.thinking = answer.thinking
+        box = clip_box(answer.bbox, width, height)
+        points = tuple(clip_point(p, width, height) for p in answer.points)
+        result.bbox, result.points = box, points
+        embedding = self._encode(pixels, embedding, result.timings)
+        start = time.perf_counter()
+        masks, scores = self.segmenter.decode(embedding, box, points)
+        result.timings["segmenter_decode_ms"] = _ms(start)
+        best = int(np.argmax(scores))
+        result.mask = np.asarray(masks[best], dtype=bool)
+        result.score = float(scores[best])
+        result.objects = [ObjectResult(bbox=box, points=points, mask=result.mask, score=result.score)]
+        result.ok = True
+        if is_degenerate(answer.bbox):
+            result.warnings.append("degenerate box (zero width or height): the points carry the prompt")
+        return embedding
+
+    def _segment_objects(self, result: Result, pixels: np.ndarray, embedding: Any) -> Any:
+        """Seg-Zero's multi-object format: per object, its box + its one point (label 1) and
+        the best of SAM2's masks on the shared embedding; the result mask is the union."""
+        height, width = pixels.shape[:2]
+        try:
+            answer = parse_multi_answer(result.answer_text).rescale(width, height)
+        except AnswerError as exc:
+            result.error = f"unparseable answer: {exc}"
+            return embedding
+        result.thinking = answer.thinking
+        union = np.zeros((height, width), dtype=bool)
+        decode_ms = 0.0
+        if answer.objects:
+            embedding = self._encode(pixels, embedding, result.timings)
+        else:
+            result.timings["segmenter_encode_ms"] = 0.0
+        for i, obj in enumerate(answer.objects):
+            box = clip_box(obj.bbox, width, height)
+            point = clip_point(obj.point, width, height)
+            start = time.perf_counter()
+            masks, scores = self.segmenter.decode(embedding, box, (point,))
+            decode_ms += _ms(start)
+            best = int(np.argmax(scores))
+            mask = np.asarray(masks[best], dtype=bool)
+            union |= mask
+            result.objects.append(ObjectResult(bbox=box, points=(point,), mask=mask, score=float(scores[best])))
+            if is_degenerate(obj.bbox):
+                result.warnings.append(f"object {i}: degenerate box (zero width or height): the point carries the prompt")
+        result.timings["segmenter_decode_ms"] = decode_ms
+        result.mask = union
+        if result.objects:
+            boxes = np.array([o.bbox for o in result.objects])
+            x1, y1 = boxes[:, :2].min(axis=0)
+            x2, y2 = boxes[:, 2:].max(axis=0)
+            result.bbox = (int(x1), int(y1), int(x2), int(y2))
+            result.points = tuple(o.points[0] for o in result.objects)
+        result.ok = True
+        return embedding

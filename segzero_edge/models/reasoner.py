@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from segzero_edge.pipeline import Generation
-from segzero_edge.prompts import chat_messages, resize_for_reasoner
+from segzero_edge.prompts import chat_messages, check_answer_format, resize_for_reasoner
 from segzero_edge.runtime.decoder import GenerationConfig
 
 __all__ = ["GenerationConfig", "TorchEncoded", "TorchIds", "TorchReasoner"]
@@ -91,11 +91,22 @@ def _model_class(config: Any) -> type:
 
 
 class TorchReasoner:
-    """Implements the `Reasoner` protocol with transformers. Build with `from_pretrained`."""
+    """Implements the `Reasoner` protocol with transformers. Build with `from_pretrained`.
+
+    `answer_format` picks Seg-Zero's prompt: "single" (the original release) or "multi" (its
+    current, VisionReasoner release); `ReasoningPipeline` parses the format declared here.
+    """
 
     def __init__(
-        self, model: Any, processor: Any, *, config: GenerationConfig | None = None, source: str = ""
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        config: GenerationConfig | None = None,
+        source: str = "",
+        answer_format: str = "single",
     ) -> None:
+        self.answer_format = check_answer_format(answer_format)
         self.model = model.eval()
         self.processor = processor
         self.config = config or GenerationConfig()
@@ -121,11 +132,14 @@ class TorchReasoner:
         dtype: str | torch.dtype = "float32",
         trust_remote_code: bool = False,
         config: GenerationConfig | None = None,
+        answer_format: str = "single",
     ) -> TorchReasoner:
         """Load a Qwen2.5-VL / Qwen2-VL checkpoint (+ optional peft LoRA adapter) and its processor."""
         from transformers import AutoConfig
 
         from segzero_edge.models.processor import load_processor
+
+        check_answer_format(answer_format)  # before the (slow) load
 
         src = os.fspath(path_or_hub_id)
         torch_dtype = _DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
@@ -145,7 +159,7 @@ class TorchReasoner:
             raise ValueError("merge_adapter=True needs an adapter path")
         model = model.to(device)
         processor = load_processor(src, trust_remote_code=trust_remote_code)
-        return cls(model, processor, config=config, source=src)
+        return cls(model, processor, config=config, source=src, answer_format=answer_format)
 
     @property
     def hf_model(self) -> Any:
@@ -173,7 +187,7 @@ class TorchReasoner:
         """Processor outputs for one query (input_ids, attention_mask, mm_token_type_ids,
         pixel_values, image_grid_thw)."""
         text = self.processor.apply_chat_template(
-            chat_messages(query), tokenize=False, add_generation_prompt=True
+            chat_messages(query, answer_format=self.answer_format), tokenize=False, add_generation_prompt=True
         )
         inputs = self.processor(text=[text], images=[encoded.image], return_tensors="pt")
         return {k: v.to(self.device) for k, v in inputs.items()}
