@@ -4,7 +4,8 @@
 Seg-Zero's multi-object reward, copied verbatim (code unchanged; only the Chinese comments
 dropped and the `__main__` demo removed) from dvlab-research/Seg-Zero at commit 42a3345,
 `verl/utils/reward_score/vision_reasoner.py`, then `extract_bbox_points_think` and
-`compute_bbox_iou` of `evaluation_scripts/evaluation_visionreasoner.py`. The tests compare
+`compute_bbox_iou` of `evaluation_scripts/evaluation_visionreasoner.py`, and the ground-truth
+computation of `prepare_dataset/`. The tests compare
 `segzero_edge.rewards_multi`, `segzero_edge.answer` and `segzero_edge.eval_multi` against
 these functions; do not edit them to make a test pass.
 """
@@ -214,3 +215,42 @@ def compute_bbox_iou(bbox1, bbox2):
         return 0
     
     return intersection / union
+
+
+# From prepare_dataset/gen_training_dataset.py (same commit), verbatim.
+def scale_box_coordinates(bbox_2d, x_factor, y_factor):
+    scaled_bbox = [
+        int(bbox_2d[0] * x_factor + 0.5),  # x1
+        int(bbox_2d[1] * y_factor + 0.5),  # y1
+        int(bbox_2d[2] * x_factor + 0.5),  # x2
+        int(bbox_2d[3] * y_factor + 0.5)   # y2
+    ]
+    return scaled_bbox
+
+def scale_point_coordinates(point_2d, x_factor, y_factor):
+    scaled_point = [
+        int(point_2d[0] * x_factor + 0.5),  # x
+        int(point_2d[1] * y_factor + 0.5)   # y
+    ]
+    return scaled_point
+
+
+# From prepare_dataset/training_data_prepare_toturial.ipynb (same commit): the box and the
+# first point of get_two_representative_points, as the notebook computes them per instance
+# (`m` uint8 0/1), then scaled with x_factor = 840 / width as gen_training_dataset.py does.
+def notebook_instance_truth(m):
+    from scipy import ndimage
+    left = np.where(m == 1)[1].min()
+    top = np.where(m == 1)[0].min()
+    right = np.where(m == 1)[1].max()
+    bottom = np.where(m == 1)[0].max()
+    box = [left, top, right, bottom]
+    dist_transform = ndimage.distance_transform_edt(m)
+    y1, x1 = np.unravel_index(dist_transform.argmax(), dist_transform.shape)
+    box = list(map(int, box))
+    point = list(map(int, [x1, y1]))
+    height, width = m.shape[:2]
+    x_factor = 840 / width
+    y_factor = 840 / height
+    return {"bbox_2d": scale_box_coordinates(box, x_factor, y_factor),
+            "point_2d": scale_point_coordinates(point, x_factor, y_factor)}
