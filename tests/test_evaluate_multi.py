@@ -167,3 +167,35 @@ coord = st.integers(-50, 900)
 @given(st.lists(coord, min_size=4, max_size=4), st.lists(coord, min_size=4, max_size=4))
 def test_box_iou_is_seg_zeros(a, b):
     assert eval_box_iou(a, b) == ref.compute_bbox_iou(a, b)
+
+
+def test_eval_cli_multi_on_the_tiny_torch_models(tiny_models, tmp_path, capsys):
+    from segzero_edge.cli import main
+    from segzero_edge.synthetic.multi_dataset import write_multi_dataset
+
+    write_multi_dataset(tmp_path / "m", {"test": 2}, size=256, seed=0, progress=False, no_target_rate=0.5)
+    data, out = tmp_path / "m" / "test.parquet", tmp_path / "r.jsonl"
+    args = ["eval", "--reasoner", str(tiny_models.reasoner), "--segmenter", str(tiny_models.segmenter),
+            "--data", str(data), "--max-new-tokens", "6", "--out", str(out)]  # fmt: skip
+    assert main([*args, "--no-target"]) == 2  # multi-only switches need the multi format
+    assert "need --answer-format multi" in capsys.readouterr().err
+    code = main([*args, "--answer-format", "multi", "--no-target", "--box-metric", "any-or-enclosing"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "gIoU=" in printed and "n=" in printed
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 2
+    assert all(r["settings"] == {"answer_format": "multi", "no_target": True, "box_metric": "any-or-enclosing"} for r in records)
+    # a random tiny model rarely closes its tags in 6 tokens: every row is scored, failures included
+    assert all((r["iou"] is not None) for r in records)
+
+
+def test_eval_cli_refuses_a_format_the_engines_do_not_render(tmp_path, data, capsys):
+    from segzero_edge import default_engines
+    from segzero_edge.cli import main
+
+    try:
+        engines = default_engines()
+    except FileNotFoundError:
+        pytest.skip("this install ships no engines")
+    code = main(["eval", "--engines", str(engines), "--data", str(data), "--answer-format", "multi"])
+    assert code == 2 and "render the 'single' prompt" in capsys.readouterr().err
