@@ -75,12 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from segzero_edge.export.engine import ExportConfig, export_engines
-    from segzero_edge.runtime import ReasoningSegmenter
-    from segzero_edge.runtime.decoder import GenerationConfig
-
+    from segzero_edge.generation import GenerationConfig
     from segzero_edge.models.reasoner import TorchReasoner
     from segzero_edge.models.segmenter import TorchSegmenter
     from segzero_edge.pipeline import ReasoningPipeline
+    from segzero_edge.runtime import ReasoningSegmenter
 
     if args.reasoner is None or args.segmenter is None:
         from segzero_edge.testing import cached_tiny_models

@@ -194,7 +194,7 @@ def torch_runner(model, inputs: dict, tokens: int):
 
 
 def runtime_runner(decoder, embeds, positions, prompt_ids, delta: int, tokens: int):
-    from segzero_edge.runtime.decoder import GenerationConfig
+    from segzero_edge.generation import GenerationConfig
 
     def run(n: int = tokens):
         cfg = GenerationConfig(max_new_tokens=n, repetition_penalty=1.0)
@@ -215,11 +215,11 @@ def runtime_runner(decoder, embeds, positions, prompt_ids, delta: int, tokens: i
 
 def text_decoder(engine: Path, dims: dict, threads: int, spin: bool):
     from segzero_edge.runtime.decoder import TextDecoder
-    from segzero_edge.runtime.reasoner import text_session
+    from segzero_edge.runtime.providers import create_session
 
     return TextDecoder(
-        text_session(engine / "embed.onnx", "cpu", threads=threads, spin=spin),
-        text_session(engine / "decoder.onnx", "cpu", threads=threads, spin=spin),
+        create_session(engine / "embed.onnx", "cpu", threads=threads, spin=spin),
+        create_session(engine / "decoder.onnx", "cpu", threads=threads, spin=spin),
         num_layers=dims["num_layers"],
         kv_heads=dims["kv_heads"],
         head_dim=dims["head_dim"],
@@ -228,8 +228,8 @@ def text_decoder(engine: Path, dims: dict, threads: int, spin: bool):
 
 def export_text(model, work: Path, precisions: list[str], block_sizes: list[int], accuracy_level: int):
     """{label: dir} of embed/decoder graphs per precision under `work` (reused when present)."""
-    from segzero_edge.export.quantize_reasoner import convert_precision
-    from segzero_edge.export.reasoner_text import export_decoder, export_embed
+    from segzero_edge.export.precision import convert
+    from segzero_edge.export.reasoner_text import PRECISION_POLICY, export_decoder, export_embed
 
     fp32 = work / "fp32"
     if not (fp32 / "decoder.onnx").is_file():
@@ -248,8 +248,9 @@ def export_text(model, work: Path, precisions: list[str], block_sizes: list[int]
             if not (out / "decoder.onnx").is_file():
                 print(f"  converting to {label} ...", file=sys.stderr)
                 for name in ("embed.onnx", "decoder.onnx"):
-                    convert_precision(
-                        fp32 / name, out / name, precision, block_size=block, accuracy_level=accuracy_level
+                    convert(
+                        fp32 / name, out / name, precision, PRECISION_POLICY, block_size=block,
+                        accuracy_level=accuracy_level,
                     )
             dirs[label] = out
     return dirs
@@ -258,14 +259,13 @@ def export_text(model, work: Path, precisions: list[str], block_sizes: list[int]
 def setup_model(name: str, args, work: Path) -> tuple[list[Row], int]:
     """Rows (with runners) for one model, and its KV bytes read per decode step."""
     import torch
-    from segzero_edge.export.reasoner import model_dims
 
+    from segzero_edge.export.reasoner import model_dims
     from segzero_edge.testing import cached_tiny_models, tiny_reasoner_config
 
     torch.set_num_threads(args.threads)
     if name == "tiny":
-        from segzero_edge.runtime.qwen_rope import rope_index
-
+        from segzero_edge.graphs.qwen_rope import rope_index
         from segzero_edge.models.reasoner import TorchReasoner
 
         reasoner = TorchReasoner.from_pretrained(cached_tiny_models().reasoner)

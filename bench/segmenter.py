@@ -75,9 +75,13 @@ def build_model(name: str) -> Any:
 
 
 def export_all(model: Any, out: Path, precisions: list[str]) -> dict[str, Path]:
-    from segzero_edge.export.quantize_segmenter import to_fp16, to_int8
-    from segzero_edge.export.segmenter import export_segmenter_decoder, export_segmenter_encoder
-    from segzero_edge.runtime import segmenter_io as io
+    from segzero_edge.export.precision import convert
+    from segzero_edge.export.segmenter import (
+        PRECISION_POLICY,
+        export_segmenter_decoder,
+        export_segmenter_encoder,
+    )
+    from segzero_edge.graphs import segmenter_io as io
 
     fp32 = out / "fp32"
     export_segmenter_encoder(model, fp32 / io.ENCODER_FILE)
@@ -87,10 +91,9 @@ def export_all(model: Any, out: Path, precisions: list[str]) -> dict[str, Path]:
         if precision == "fp32":
             continue
         target = out / precision
-        convert = to_int8 if precision == "int8" else to_fp16
-        convert(fp32 / io.ENCODER_FILE, target / io.ENCODER_FILE)
+        convert(fp32 / io.ENCODER_FILE, target / io.ENCODER_FILE, precision, PRECISION_POLICY)
         # int8 keeps the fp32 decoder, as export_segmenter does; also time the int8 decoder.
-        convert(fp32 / io.DECODER_FILE, target / io.DECODER_FILE)
+        convert(fp32 / io.DECODER_FILE, target / io.DECODER_FILE, precision, PRECISION_POLICY)
         dirs[precision] = target
     return dirs
 
@@ -113,7 +116,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def _groups(dirs: dict[str, Path]) -> list[tuple[str, Path | None, dict[str, Path | None]]]:
     """(label, encoder graph, {row label: decoder graph}): one encoder session per group, its
     decoders timed on the same embeddings (int8 also with the int8 decoder export_segmenter skips)."""
-    from segzero_edge.runtime import segmenter_io as io
+    from segzero_edge.graphs import segmenter_io as io
 
     groups: list[tuple[str, Path | None, dict[str, Path | None]]] = [
         ("torch eager", None, {"torch eager": None})
@@ -135,10 +138,9 @@ def _load_group(
     """{row label: segmenter}, the ORT ones sharing one encoder session."""
     import copy
 
+    from segzero_edge.models.segmenter import TorchSegmenter
     from segzero_edge.runtime.providers import create_session
     from segzero_edge.runtime.segmenter import OrtSegmenter
-
-    from segzero_edge.models.segmenter import TorchSegmenter
 
     if encoder is None:
         return {label: TorchSegmenter(model) for label in decoders}

@@ -149,9 +149,10 @@ def measure(
 ) -> dict[str, Any]:
     """One training run of `steps` optimizer steps; per-step time and peak memory."""
     import torch
+    from transformers import TrainerCallback
+
     from segzero_edge.train.config import load_config
     from segzero_edge.train.trainer import build_trainer
-    from transformers import TrainerCallback
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

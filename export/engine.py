@@ -2,10 +2,16 @@
 
 Everything is written into a sibling temp folder and renamed into place at the very end,
 with `manifest.json` written last; an interrupted export never leaves a half directory.
+
+One export per `--out` at a time: a lock file next to it (`.OUT.lock`, `file_lock`) makes a
+second concurrent export fail at once (`ExportLocked`). Holding that lock also proves that
+any `.OUT.partial-*` (or `.OUT.old-*`) folder beside it was left by a killed export: those
+are removed, and reported, before the new export starts.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -13,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from segzero_edge.file_lock import LockHeld, exclusive_lock
 from segzero_edge.manifest import write_manifest
+
+logger = logging.getLogger("segzero_edge.export")
+
+#: Raised when another live process is exporting to the same --out.
+ExportLocked = LockHeld
 
 ReasonerPrecision = Literal["fp32", "fp16", "int8", "int4"]
 SegmenterPrecision = Literal["fp32", "fp16", "int8"]
@@ -47,14 +59,35 @@ def _chmod_like_mkdir(path: Path) -> None:
     os.chmod(path, 0o777 & ~umask)
 
 
+def stale_partials(out: Path) -> list[Path]:
+    """Staging and swap folders of earlier exports to `out` (stale once the lock is held)."""
+    return sorted(
+        p for pattern in (f".{out.name}.partial-*", f".{out.name}.old-*") for p in out.parent.glob(pattern) if p.is_dir()
+    )
+
+
 def export_engines(config: ExportConfig, *, progress: bool = True) -> Path:
-    """Build `config.out` with reasoner/, segmenter/, optional trt/, and manifest.json."""
+    """Build `config.out` with reasoner/, segmenter/, optional trt/, and manifest.json.
+
+    Raises `ExportLocked` when another process is exporting to the same folder, and
+    `FileExistsError` when it exists without `force`; both before any model work.
+    """
     out = Path(config.out)
     if out.exists() and not config.force:
         raise FileExistsError(f"{out} exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    from .reasoner import export_reasoner
-    from .segmenter import export_segmenter
+    with exclusive_lock(out.parent / f".{out.name}.lock", f"--out {out}"):
+        for stale in stale_partials(out):
+            shutil.rmtree(stale, ignore_errors=True)
+            logger.warning("removed %s, left by an export that was killed", stale)
+        if out.exists() and not config.force:  # an export that held the lock finished meanwhile
+            raise FileExistsError(f"{out} exists; pass --force to replace it")
+        return _export_locked(config, out, progress)
+
+
+def _export_locked(config: ExportConfig, out: Path, progress: bool) -> Path:
+    from segzero_edge.export.reasoner import export_reasoner
+    from segzero_edge.export.segmenter import export_segmenter
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -66,7 +99,7 @@ def export_engines(config: ExportConfig, *, progress: bool = True) -> Path:
             "segmenter": export_segmenter(config.segmenter, staging / "segmenter", precision=config.segmenter_precision),
         }
         if config.tensorrt:
-            from .tensorrt import build_engine_plans
+            from segzero_edge.export.plans import build_engine_plans
 
             components["trt"] = build_engine_plans(staging, components)
         _chmod_like_mkdir(staging)

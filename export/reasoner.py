@@ -15,8 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from segzero_edge.runtime.tokenizer import QUESTION_FIELD, USER_SENTINEL
-
+from segzero_edge.export.onnx_io import onnx_bytes
+from segzero_edge.export.precision import check_block_size, convert
+from segzero_edge.export.reasoner_text import PRECISION_POLICY as TEXT_POLICY
+from segzero_edge.graphs.reasoner_prompt import QUESTION_FIELD, SEGZERO_QUESTION_RULE, USER_SENTINEL
 from segzero_edge.prompts import (
     EXAMPLE_ANSWER,
     QUESTION_TEMPLATE,
@@ -25,7 +27,7 @@ from segzero_edge.prompts import (
     chat_messages,
 )
 
-from .quantize_reasoner import PRECISIONS, check_block_size, convert_precision, file_bytes
+PRECISIONS = TEXT_POLICY.precisions
 
 FILES = {
     "vision": "vision.onnx",
@@ -64,7 +66,7 @@ def prompt_metadata(processor: Any) -> dict[str, Any]:
         "prefix": prefix,
         "suffix": suffix,
         "user_template": user_template,
-        "question_normalization": "lower_strip_dots",
+        "question_normalization": SEGZERO_QUESTION_RULE,
         "system": SYSTEM_PROMPT,
     }
 
@@ -103,7 +105,7 @@ def model_dims(model: Any) -> dict[str, Any]:
 
 
 def preprocess_metadata(processor: Any) -> dict[str, Any]:
-    from segzero_edge.runtime.qwen_preprocess import QwenImageConfig
+    from segzero_edge.graphs.qwen_preprocess import QwenImageConfig
 
     ip = processor.image_processor
     cfg = QwenImageConfig.from_dict(ip.to_dict())
@@ -153,10 +155,10 @@ def export_reasoner(
     """Write vision.onnx, embed.onnx, decoder.onnx and tokenizer.json into `out_dir`; return the
     manifest component (precisions, file sizes, preprocessing, prompt, special ids, dims)."""
     import torch
-    from segzero_edge.export.reasoner_vision import export_vision
     from tqdm.auto import tqdm
 
-    from .reasoner_text import export_decoder, export_embed
+    from segzero_edge.export.reasoner_text import export_decoder, export_embed
+    from segzero_edge.export.reasoner_vision import export_vision
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} not in {PRECISIONS}")
@@ -182,8 +184,9 @@ def export_reasoner(
                 export(model, out / FILES[name])
             else:
                 fp32 = export(model, Path(tmp) / FILES[name])
-                convert_precision(
-                    fp32, out / FILES[name], precision, block_size=block_size, accuracy_level=accuracy_level
+                convert(
+                    fp32, out / FILES[name], precision, TEXT_POLICY, block_size=block_size,
+                    accuracy_level=accuracy_level,
                 )
             steps.update()
     steps.set_postfix_str("tokenizer")
@@ -199,7 +202,7 @@ def export_reasoner(
         "quantization": {"int4_block_size": block_size, "int4_accuracy_level": accuracy_level}
         if precision == "int4"
         else {},
-        "bytes": {name: file_bytes(out / f) for name, f in FILES.items() if f.endswith(".onnx")},
+        "bytes": {name: onnx_bytes(out / f) for name, f in FILES.items() if f.endswith(".onnx")},
         "preprocess": preprocess_metadata(processor),
         "prompt": prompt_metadata(processor),
         "special_tokens": special_tokens(processor, eos_ids, pad_id),

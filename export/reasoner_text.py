@@ -1,5 +1,5 @@
 """Export the reasoner's text side: `embed.onnx` (token embedding) and `decoder.onnx` (a
-KV-cache decoder step with M-RoPE). Names and shapes: `segzero_edge.runtime.reasoner_text_io`.
+KV-cache decoder step with M-RoPE). Names and shapes: `segzero_edge.graphs.reasoner_text_io`.
 
 The decoder wrapper re-states the Qwen2 decoder layer around HF's own modules (projections,
 RMSNorm, MLP, the M-RoPE rotary module and `apply_rotary_pos_emb`), because HF's forward
@@ -18,13 +18,34 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from segzero_edge.runtime import reasoner_text_io as io
 from torch import nn
+
+from segzero_edge.export.onnx_io import load_onnx, needs_external_data, save_onnx, save_program
+from segzero_edge.export.precision import PrecisionPolicy
+from segzero_edge.graphs import reasoner_text_io as io
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 OPSET = 21
+
+#: The text graphs' precision policy (embed.onnx, decoder.onnx).
+#: - fp16: float16 weights, activations and KV cache; Softmax and the RMSNorm chain stay float32
+#:   (squares overflow fp16; the decoder's only float Div is RMSNorm's x / sqrt(mean(x²) + eps)),
+#:   and `logits` stays float32 for the sampler.
+#: - int8: constant-weight MatMuls (lm_head included; attention's activation x activation MatMuls
+#:   stay float) with per-channel scales, and the embedding table (int8 + DequantizeLinear after
+#:   the Gather); no pre-processing: MatMul/Gather weights are constants with static shapes already.
+#: - int4: weight-only blockwise 4-bit for every constant-weight MatMul (`MatMulNBits`) and the
+#:   embedding table (`GatherBlockQuantized`).
+PRECISION_POLICY = PrecisionPolicy(
+    fp16_keep_fp32_ops=("Softmax", "Pow", "ReduceMean", "Sqrt", "Div"),
+    fp16_keep_fp32_io=(io.LOGITS,),
+    int8_ops=("MatMul", "Gather"),
+    int8_per_channel=True,
+    int8_prepare=False,
+    int4_ops=("MatMul", "Gather"),
+)
 
 
 def text_parts(model: PreTrainedModel) -> tuple[nn.Module, nn.Module]:
@@ -282,26 +303,14 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names, output_name
             optimize=True,
             verbose=False,
         )
-    if program is None:
-        raise RuntimeError(f"torch.onnx.export returned no program for {path.name}")
-    # Always external data for big models; small graphs stay in one file.
-    program.save(str(path), external_data=_needs_external(module))
-    return path
+    weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
+    return save_program(program, path, external_data=needs_external_data(weight_bytes))
 
 
 def _fuse_file(path: Path) -> None:
-    import onnx
-
-    from .quantize_reasoner import save_onnx
-
-    model = onnx.load(str(path))
+    model = load_onnx(path)
     if fuse_parallel_matmuls(model):
         save_onnx(model, path)
-
-
-def _needs_external(module: nn.Module) -> bool:
-    size = sum(p.numel() * p.element_size() for p in module.parameters())
-    return size > 1.8 * 2**30  # protobuf's 2 GiB limit
 
 
 def export_embed(model: PreTrainedModel, path: str | Path) -> Path:

@@ -7,7 +7,7 @@ wrapper keeps HF's weights and submodules (patch embedding weights, RMSNorms, qk
 MLPs, merger) and replaces only that plumbing:
 
 - grid-dependent tensors come in as inputs, computed on the host by
-  `segzero_edge.runtime.qwen_vision_index` (rotary cos/sin, padded window slots);
+  `segzero_edge.graphs.qwen_vision_index` (rotary cos/sin, padded window slots);
 - windowed blocks attend inside fixed 64-slot windows, batched [W, heads, 64, 64] with a key
   mask for the padding slots of border windows; full-attention blocks attend over all N
   patches of the (single) image;
@@ -26,18 +26,26 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from segzero_edge.runtime import reasoner_io as io
-from segzero_edge.runtime.qwen_preprocess import QwenImageConfig
-from segzero_edge.runtime.qwen_vision_index import VisionGeometry
-from segzero_edge.runtime.vision import grid_inputs
 from torch import nn
+
+from segzero_edge.export.onnx_io import needs_external_data, save_program
+from segzero_edge.export.precision import PrecisionPolicy, convert
+from segzero_edge.graphs import reasoner_vision_io as io
+from segzero_edge.graphs.qwen_preprocess import QwenImageConfig
+from segzero_edge.graphs.qwen_vision_index import VisionGeometry
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-#: ops kept in float32 in the fp16 graph: softmax and the RMSNorm statistics (squares of
-#: vision activations overflow fp16's 65504).
-FP16_KEEP_FP32_OPS: tuple[str, ...] = ("Softmax", "Pow", "ReduceMean", "Sqrt", "Reciprocal", "Rsqrt")
+#: The vision tower's precision policy. fp16: softmax and the RMSNorm statistics stay float32
+#: (squares of vision activations overflow fp16's 65504), I/O float32. int8: every MatMul
+#: (patch embedding, qkv/proj, MLPs, merger), per-tensor scales.
+PRECISION_POLICY = PrecisionPolicy(
+    fp16_keep_fp32_ops=("Softmax", "Pow", "ReduceMean", "Sqrt", "Reciprocal", "Rsqrt"),
+    int8_ops=("MatMul",),
+    int8_per_channel=False,
+    int8_prepare=True,
+)
 
 
 def _visual(model: nn.Module) -> nn.Module:
@@ -56,7 +64,7 @@ def _visual(model: nn.Module) -> nn.Module:
 
 
 class VisionExportWrapper(nn.Module):
-    """Flat-tensor Qwen2.5-VL vision tower for one image; I/O as in `reasoner_io` (vision.onnx)."""
+    """Flat-tensor Qwen2.5-VL vision tower for one image; I/O as in `segzero_edge.graphs.reasoner_vision_io` (vision.onnx)."""
 
     def __init__(self, visual: nn.Module) -> None:
         super().__init__()
@@ -149,7 +157,7 @@ def vision_meta(model: PreTrainedModel, image_config: QwenImageConfig | None = N
 
 def vision_inputs(grid_thw: np.ndarray, meta: io.VisionMeta, pixel_values: np.ndarray | None = None) -> dict:
     """Numpy feed dict for vision.onnx for one image grid [1, 3] (seeded random pixels when not given)."""
-    feeds = grid_inputs(grid_thw, meta)
+    feeds = io.grid_inputs(grid_thw, meta)
     if pixel_values is None:
         n = int(np.prod(grid_thw))
         pixel_values = np.random.default_rng(0).standard_normal((n, meta.image.patch_dim)).astype(np.float32)
@@ -186,10 +194,9 @@ def _export_fp32(
             optimize=True,
             verbose=False,
         )
-    data = path.with_name(path.name + ".data")
-    data.unlink(missing_ok=True)
-    # weights > 2 GB (the real fp32 tower) go to `vision.onnx.data` next to the graph
-    program.save(str(path), external_data=external_data)
+    if external_data is None:  # the real fp32 tower (~2.7 GB) goes to `vision.onnx.data`
+        external_data = needs_external_data(sum(p.numel() * p.element_size() for p in wrapper.parameters()))
+    save_program(program, path, external_data=external_data)
 
 
 #: symbolic dim names written into vision.onnx (the exporter's own are like "4*n_merged", "s79")
@@ -215,20 +222,14 @@ def _finalize(path: Path, meta: io.VisionMeta) -> None:
 def convert_vision(src: str | Path, dst: str | Path, precision: str, external_data: bool | None = None) -> Path:
     """Write `precision` (fp16 | int8) of an fp32 vision.onnx `src` to `dst`; returns `dst`.
 
-    fp16: weights/activations float16 except FP16_KEEP_FP32_OPS; I/O stays float32.
-    int8: dynamic int8 quantization of every MatMul (patch embedding, qkv/proj, MLPs, merger).
+    `PRECISION_POLICY` says what each precision keeps in float32 or quantizes.
     """
-    from segzero_edge.export.quantize import convert_fp16, quantize_int8_dynamic
-
     meta = read_vision_meta(src)
     if meta.precision != "fp32":
         raise ValueError(f"{src} is {meta.precision}; convert from the fp32 vision.onnx")
-    if precision == "fp16":
-        convert_fp16(src, dst, keep_fp32_ops=FP16_KEEP_FP32_OPS, external_data=external_data)
-    elif precision == "int8":
-        quantize_int8_dynamic(src, dst, op_types=("MatMul",), external_data=external_data)
-    else:
+    if precision not in ("fp16", "int8"):
         raise ValueError(f"convert_vision precision must be 'fp16' or 'int8', got {precision!r}")
+    convert(src, dst, precision, PRECISION_POLICY, external_data=external_data)
     meta = io.VisionMeta(meta.image, meta.geometry, meta.head_dim, meta.rope_theta, meta.out_hidden, precision)
     _finalize(Path(dst), meta)
     return Path(dst)
@@ -247,7 +248,7 @@ def export_vision(
     grid: the example (t, h, w) patch grid used for tracing; the graph accepts any one-image
     grid (N, W dynamic). precision: fp32 | fp16 (Softmax and RMSNorm statistics stay fp32,
     I/O stays float32) | int8 (dynamic int8 MatMul weights). The graph's metadata carries
-    `VisionMeta` (preprocessing and geometry) under `reasoner_io.VISION_META_KEY`.
+    `VisionMeta` (preprocessing and geometry) under `reasoner_vision_io.VISION_META_KEY`.
     image_config: preprocessing recorded in the graph (default: the local checkpoint's
     preprocessor_config.json, else Qwen2.5-VL-Instruct's).
     external_data: weights in `<path>.data` (None: only when over 2 GB, e.g. the real fp32 tower).

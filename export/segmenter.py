@@ -1,6 +1,6 @@
 """SAM2 (transformers `Sam2Model`) → `encoder.onnx` + `decoder.onnx`.
 
-Two export-only wrappers with flat tensor I/O (names in `runtime/segmenter_io.py`),
+Two export-only wrappers with flat tensor I/O (names in `segzero_edge/graphs/segmenter_io.py`),
 exported with `torch.onnx.export(..., dynamo=True)`:
 
 - the encoder is `Sam2Model.get_image_embeddings`: Hiera + FPN, the decoder's conv_s0/s1
@@ -16,15 +16,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from segzero_edge.runtime import segmenter_io as io
 from torch import nn
 
-from .quantize import EXTERNAL_DATA_THRESHOLD
+from segzero_edge.export.onnx_io import needs_external_data, save_program
+from segzero_edge.export.precision import PrecisionPolicy, convert
+from segzero_edge.graphs import segmenter_io as io
 
 #: ONNX opset of the exported graphs (LayerNormalization needs ≥ 17).
 OPSET = 18
-#: Decoder prompts may have 1..MAX_POINTS points (Seg-Zero's prompt is 2 points + 2 corners + 1 pad).
-MAX_POINTS = 64
+
+#: The segmenter's precision policy.
+#: - fp16: LayerNormalization and Softmax stay fp32 (their statistics and sums lose the mask
+#:   logits' precision in fp16), and so does the prompt's random-Fourier position encoding
+#:   (sin/cos of 2π·x·G: an fp16 argument of ~10 is off by up to 4e-3 rad); graph I/O fp32.
+#: - int8: MatMul/Gemm weights (int8, per tensor; activations uint8 per call). Convolutions
+#:   stay fp32: on this 2-core x86 CPU, quantizing them too made the hiera-t encoder slower
+#:   (5.6 s vs 4.9 s; fp32 7.8 s) and less faithful (max relative feature error 0.060 vs 0.052).
+#:   `export_segmenter` keeps the decoder fp32 for int8: it is ~4M weights, int8 saves it 0-30%
+#:   of its time and costs ~2 points of mask IoU (bench/segmenter.py prints both variants).
+PRECISION_POLICY = PrecisionPolicy(
+    fp16_keep_fp32_ops=("LayerNormalization", "Softmax", "Sin", "Cos"),
+    int8_ops=("MatMul", "Gemm"),
+    int8_per_channel=False,
+    int8_prepare=True,
+)
 
 
 class SamEncoderExport(nn.Module):
@@ -113,15 +128,6 @@ def _param_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def _save(program: Any, path: Path, weight_bytes: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    external = weight_bytes > EXTERNAL_DATA_THRESHOLD
-    for stale in (path, path.with_name(path.name + ".data")):
-        stale.unlink(missing_ok=True)
-    program.save(path, external_data=external)
-    return path
-
-
 def example_encoder_inputs(model: nn.Module) -> tuple[torch.Tensor]:
     dtype = next(model.parameters()).dtype
     return (torch.zeros(1, 3, io.IMAGE_SIZE, io.IMAGE_SIZE, dtype=dtype),)
@@ -139,37 +145,39 @@ def example_decoder_inputs(model: nn.Module) -> tuple[torch.Tensor, ...]:
     return embeddings, s0, s1, coords.to(dtype), labels.to(dtype), mask.to(dtype), has_mask.to(dtype)
 
 
-def export_segmenter_encoder(model: nn.Module, path: str | Path) -> Path:
-    """Export the image encoder to `path` (fp32). Returns the path."""
-    model = _load(model)
+def _export(
+    wrapper: nn.Module, args: tuple, path: str | Path, names: tuple[tuple[str, ...], tuple[str, ...]],
+    weight_bytes: int, dynamic_shapes: Any = None,
+) -> Path:
+    """torch.onnx.export (dynamo) of an export wrapper with the contract's I/O names, then save."""
     program = torch.onnx.export(
-        SamEncoderExport(model).eval(),
-        example_encoder_inputs(model),
+        wrapper.eval(),
+        args,
         dynamo=True,
-        input_names=list(io.ENCODER_INPUTS),
-        output_names=list(io.ENCODER_OUTPUTS),
+        input_names=list(names[0]),
+        output_names=list(names[1]),
+        dynamic_shapes=dynamic_shapes,
         opset_version=OPSET,
         verbose=False,
     )
-    return _save(program, Path(path), _param_bytes(model.vision_encoder))
+    return save_program(program, path, external_data=needs_external_data(weight_bytes))
 
 
-def export_segmenter_decoder(model: nn.Module, path: str | Path, max_points: int = MAX_POINTS) -> Path:
+def export_segmenter_encoder(model: nn.Module, path: str | Path) -> Path:
+    """Export the image encoder to `path` (fp32). Returns the path."""
+    model = _load(model)
+    names = (io.ENCODER_INPUTS, io.ENCODER_OUTPUTS)
+    return _export(SamEncoderExport(model), example_encoder_inputs(model), path, names, _param_bytes(model.vision_encoder))
+
+
+def export_segmenter_decoder(model: nn.Module, path: str | Path, max_points: int = io.MAX_POINTS) -> Path:
     """Export prompt encoder + mask decoder to `path` (fp32), N = 1..max_points. Returns the path."""
     model = _load(model)
     points = torch.export.Dim("num_points", min=1, max=max_points)
     dynamic = ({}, {}, {}, {1: points}, {1: points}, {}, {})
-    program = torch.onnx.export(
-        SamDecoderExport(model).eval(),
-        example_decoder_inputs(model),
-        dynamo=True,
-        input_names=list(io.DECODER_INPUTS),
-        output_names=list(io.DECODER_OUTPUTS),
-        dynamic_shapes=dynamic,
-        opset_version=OPSET,
-        verbose=False,
-    )
-    return _save(program, Path(path), _param_bytes(model.mask_decoder) + _param_bytes(model.prompt_encoder))
+    weight_bytes = _param_bytes(model.mask_decoder) + _param_bytes(model.prompt_encoder)
+    names = (io.DECODER_INPUTS, io.DECODER_OUTPUTS)
+    return _export(SamDecoderExport(model), example_decoder_inputs(model), path, names, weight_bytes, dynamic)
 
 
 def model_summary(model: nn.Module) -> dict[str, Any]:
@@ -200,14 +208,12 @@ def export_segmenter(
 
     precision: "fp32" | "fp16" | "int8" for the encoder. decoder_precision defaults to the
     same, except for "int8", where the decoder stays fp32: it is ~4M weights, and int8
-    costs it ~2 points of mask IoU for 0-30% of its time (see `quantize_segmenter`).
+    costs it ~2 points of mask IoU for 0-30% of its time (see `PRECISION_POLICY`).
     fp32_dir: an earlier fp32 export of the same model to convert from instead of exporting
     again (e.g. the fp32 graphs kept for TensorRT). progress: a tqdm bar over the steps
     (exporting hiera-l takes minutes on a CPU).
     """
     from tqdm.auto import tqdm
-
-    from .quantize_segmenter import to_fp16, to_int8
 
     if precision not in io.PRECISIONS:
         raise ValueError(f"precision must be one of {io.PRECISIONS}, got {precision!r}")
@@ -238,7 +244,7 @@ def export_segmenter(
                         )
             continue
         fp32 = source if source is not None else exporters[name](model, out_dir / f".{name}.fp32.onnx")
-        details[name] = to_fp16(fp32, final) if prec == "fp16" else to_int8(fp32, final)
+        details[name] = convert(fp32, final, prec, PRECISION_POLICY)
         if source is None:
             for tmp in (fp32, fp32.with_name(fp32.name + ".data")):
                 tmp.unlink(missing_ok=True)
@@ -247,57 +253,7 @@ def export_segmenter(
         precision={"encoder": precision, "decoder": decoder_precision},
         quantization=details,
         opset=OPSET,
-        max_points=MAX_POINTS,
+        max_points=io.MAX_POINTS,
         model=model_summary(model),
     )
     return meta
-
-
-def build_segmenter_plans(
-    onnx_dir: str | Path,
-    plan_dir: str | Path,
-    *,
-    meta: dict[str, Any] | None = None,
-    fp16: bool = True,
-    max_points: int = MAX_POINTS,
-    opt_points: int = 5,
-    timing_cache: str | Path | None = None,
-) -> dict[str, Any]:
-    """Build `segmenter_encoder.plan` and `segmenter_decoder.plan` in `plan_dir` from the
-    graphs in `onnx_dir` and return the manifest's `trt.segmenter` entry (plan names relative
-    to `plan_dir`).
-
-    The graphs must be fp32 or fp16 (`meta["precision"]`): TensorRT has no kernels for
-    onnxruntime's dynamic-int8 ops; with `fp16=True` it picks fp16 kernels itself. The decoder
-    profile covers 1..max_points prompt points, tuned for `opt_points` (Seg-Zero: 2 points +
-    2 box corners + 1 pad = 5).
-    """
-    from .tensorrt import build_plan
-
-    if not 1 <= opt_points <= max_points <= MAX_POINTS:
-        raise ValueError(
-            f"need 1 <= opt_points <= max_points <= {MAX_POINTS}, got {opt_points}, {max_points}"
-        )
-    precision = (meta or {}).get("precision", {"encoder": "fp32", "decoder": "fp32"})
-    if "int8" in precision.values():
-        raise ValueError(
-            f"TensorRT plans are built from fp32/fp16 segmenter graphs, these are {precision}: onnxruntime's "
-            "dynamic int8 ops have no TensorRT kernels. Export the segmenter as fp16 (or fp32) with --tensorrt"
-        )
-    onnx_dir, plan_dir = Path(onnx_dir), Path(plan_dir)
-    for name in (io.ENCODER_FILE, io.DECODER_FILE):
-        if not (onnx_dir / name).is_file():
-            raise FileNotFoundError(f"{onnx_dir / name} is missing: export the segmenter there first")
-    decoder_profile = {
-        io.POINT_COORDS: ((1, 1, 2), (1, opt_points, 2), (1, max_points, 2)),
-        io.POINT_LABELS: ((1, 1), (1, opt_points), (1, max_points)),
-    }
-    build_plan(onnx_dir / io.ENCODER_FILE, plan_dir / io.ENCODER_PLAN, fp16=fp16, timing_cache=timing_cache)
-    build_plan(
-        onnx_dir / io.DECODER_FILE,
-        plan_dir / io.DECODER_PLAN,
-        profiles=[decoder_profile],
-        fp16=fp16,
-        timing_cache=timing_cache,
-    )
-    return {"encoder": io.ENCODER_PLAN, "decoder": io.DECODER_PLAN, "fp16": fp16, "max_points": max_points}

@@ -157,31 +157,3 @@ def build_plan(
 def tensorrt_version() -> str:
     """The installed TensorRT version (for the manifest: a plan only runs on the version that built it)."""
     return str(import_tensorrt().__version__)
-
-
-def build_engine_plans(
-    root: str | Path,
-    components: Mapping[str, Any],
-    *,
-    fp16: bool = True,
-    timing_cache: str | Path | None = None,
-) -> dict[str, Any]:
-    """Build the TensorRT plans of an engine directory under `root/trt/` and return the
-    manifest's `trt` component: `{"tensorrt": version, "<component>": {plan entries}}`.
-
-    Builds the segmenter's plans (`export.segmenter.build_segmenter_plans`); components
-    without a plan builder here keep running on ONNX Runtime.
-    """
-    from .segmenter import build_segmenter_plans
-
-    root = Path(root)
-    out: dict[str, Any] = {"tensorrt": tensorrt_version()}
-    if "segmenter" in components:
-        out["segmenter"] = build_segmenter_plans(
-            root / "segmenter",
-            root / "trt",
-            meta=components["segmenter"],
-            fp16=fp16,
-            timing_cache=timing_cache,
-        )
-    return out

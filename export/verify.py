@@ -56,11 +56,9 @@ def verify_engines(
     sources = manifest.data.get("sources", {})
     result = EngineParity()
     if "segmenter" in stages:
-        from segzero_edge.runtime.segmenter import OrtSegmenter
-
+        from segzero_edge.export.verify_segmenter import THRESHOLDS, verify_segmenter
         from segzero_edge.models.segmenter import TorchSegmenter
-
-        from .verify_segmenter import THRESHOLDS, verify_segmenter
+        from segzero_edge.runtime.segmenter import OrtSegmenter
 
         meta = manifest.component("segmenter")
         ort = OrtSegmenter.from_dir(engine_dir / "segmenter", meta=meta)
@@ -69,11 +67,9 @@ def verify_engines(
         result.segmenter = report
         result.segmenter_passed = report.passed(THRESHOLDS[meta["precision"]["encoder"]])
     if "reasoner" in stages:
-        from segzero_edge.runtime.reasoner import OrtReasoner
-
+        from segzero_edge.export.verify_reasoner import verify_reasoner
         from segzero_edge.models.reasoner import TorchReasoner
-
-        from .verify_reasoner import verify_reasoner
+        from segzero_edge.runtime.reasoner import OrtReasoner
 
         ort = OrtReasoner.from_dir(engine_dir / "reasoner", meta=manifest.component("reasoner"))
         ref = TorchReasoner.from_pretrained(reasoner or sources["reasoner"], device=device)

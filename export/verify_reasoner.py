@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from segzero_edge.runtime.decoder import GenerationConfig
+
+from segzero_edge.generation import GenerationConfig
 
 #: Default queries for the parity pairs (varied length, punctuation and case).
 PARITY_QUERIES: tuple[str, ...] = (

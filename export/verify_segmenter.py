@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from segzero_edge.runtime.sam_preprocess import resize_antialiased
+
+from segzero_edge.graphs.sam_preprocess import resize_antialiased
 
 #: Image sizes (H, W) cycled through by `verify_segmenter`: landscape, portrait, square, tiny, wide.
 IMAGE_SIZES = ((480, 640), (768, 512), (1024, 1024), (150, 200), (300, 1100), (1200, 900))
@@ -194,20 +195,21 @@ def verify_segmenter(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from segzero_edge.runtime.providers import PROVIDERS
+
     parser = argparse.ArgumentParser(
         prog="python -m segzero_edge.export.verify_segmenter",
         description="Check an exported segmenter (engine dir) against its PyTorch source.",
     )
     parser.add_argument("source", help="SAM2 checkpoint: local dir or Hub id")
     parser.add_argument("engines", help="engine directory (manifest.json + segmenter/)")
-    parser.add_argument("--provider", default="cpu", help="cpu | cuda | tensorrt")
+    parser.add_argument("--provider", choices=PROVIDERS, default="cpu", help="execution provider")
     parser.add_argument("--images", type=int, default=4, help="random images")
     parser.add_argument("--prompts", type=int, default=3, help="random prompts per image")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args(argv)
-    from segzero_edge.runtime.segmenter import OrtSegmenter
-
     from segzero_edge.models.segmenter import TorchSegmenter
+    from segzero_edge.runtime.segmenter import OrtSegmenter
 
     report = verify_segmenter(
         TorchSegmenter.from_pretrained(args.source),

@@ -15,7 +15,7 @@ _LAZY = {
     "OrtReasoner": ("segzero_edge.runtime.reasoner", "OrtReasoner"),
     "OrtSegmenter": ("segzero_edge.runtime.segmenter", "OrtSegmenter"),
     "EngineError": ("segzero_edge.manifest", "EngineError"),
-    "GenerationConfig": ("segzero_edge.runtime.decoder", "GenerationConfig"),
+    "GenerationConfig": ("segzero_edge.generation", "GenerationConfig"),
     "Result": ("segzero_edge.pipeline", "Result"),
 }
 

@@ -10,13 +10,12 @@ verified manifest; nothing is guessed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
+from segzero_edge.images import ImageLimits
 from segzero_edge.manifest import EngineError, Manifest, read_manifest
-from segzero_edge.pipeline import ReasoningPipeline
-
-Provider = Literal["cpu", "cuda", "tensorrt"]
-PROVIDERS: tuple[str, ...] = ("cpu", "cuda", "tensorrt")
+from segzero_edge.pipeline import MAX_QUERY_TOKENS, ReasoningPipeline
+from segzero_edge.runtime.providers import PROVIDERS, Provider, check_provider, load_errors
 
 
 class ReasoningSegmenter(ReasoningPipeline):
@@ -25,8 +24,8 @@ class ReasoningSegmenter(ReasoningPipeline):
     `.reasoner` and `.segmenter` are the protocol objects; `.manifest` the verified manifest.
     """
 
-    def __init__(self, reasoner, segmenter, manifest: Manifest | None = None) -> None:
-        super().__init__(reasoner, segmenter)
+    def __init__(self, reasoner, segmenter, manifest: Manifest | None = None, **limits: Any) -> None:
+        super().__init__(reasoner, segmenter, **limits)
         self.manifest = manifest
 
     @classmethod
@@ -39,26 +38,33 @@ class ReasoningSegmenter(ReasoningPipeline):
         temperature: float | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        max_query_tokens: int = MAX_QUERY_TOKENS,
+        image_limits: ImageLimits | None = None,
     ) -> ReasoningSegmenter:
         """Load and verify an engine directory (the shipped default when `path` is None).
 
-        Raises `EngineError` for a missing or altered file or an unreadable manifest, and
-        `ValueError` for an unknown provider.
+        `max_query_tokens` and `image_limits` bound what `segment` accepts (see
+        `ReasoningPipeline`). Raises `EngineError` (one line) for a missing, altered or out-of-directory file, a
+        malformed manifest, or graphs the manifest does not describe; `ValueError` for an
+        unknown provider and `RuntimeError` for one this onnxruntime install lacks.
         """
-        if provider not in PROVIDERS:
-            raise ValueError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
+        check_provider(provider)  # before reading any file: a wrong provider is the cheaper error
         if path is None:
             from segzero_edge import default_engines
 
             path = default_engines()
         root = Path(path)
         manifest = read_manifest(root)
-        from .reasoner import OrtReasoner
-        from .segmenter import OrtSegmenter
+        from segzero_edge.runtime.reasoner import OrtReasoner
+        from segzero_edge.runtime.segmenter import OrtSegmenter
 
+        check_provider(provider)  # an install problem, not an engine problem: report it as such
         reasoner_meta = manifest.component("reasoner")
         segmenter_meta = manifest.component("segmenter")
-        reasoner = OrtReasoner.from_dir(root / "reasoner", provider=provider, meta=reasoner_meta)
+        try:
+            reasoner = OrtReasoner.from_dir(root / "reasoner", provider=provider, meta=reasoner_meta)
+        except load_errors() as exc:
+            raise _load_failed(root, "reasoner", exc) from exc
         overrides = {
             k: v
             for k, v in {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}.items()
@@ -67,13 +73,25 @@ class ReasoningSegmenter(ReasoningPipeline):
         if overrides:
             reasoner.configure(**overrides)
         plans = manifest.components.get("trt", {})
-        if provider == "tensorrt" and plans.get("segmenter"):
-            from .trt_segmenter import TrtSegmenter
+        try:
+            if provider == "tensorrt" and plans.get("segmenter"):
+                from segzero_edge.runtime.trt_segmenter import TrtSegmenter
 
-            segmenter = TrtSegmenter.from_dir(root / "trt", meta=segmenter_meta, plans=plans["segmenter"])
-        else:
-            segmenter = OrtSegmenter.from_dir(root / "segmenter", provider=provider, meta=segmenter_meta)
-        return cls(reasoner, segmenter, manifest)
+                segmenter = TrtSegmenter.from_dir(root / "trt", meta=segmenter_meta, plans=plans["segmenter"])
+            else:
+                segmenter = OrtSegmenter.from_dir(root / "segmenter", provider=provider, meta=segmenter_meta)
+        except load_errors() as exc:
+            raise _load_failed(root, "segmenter", exc) from exc
+        return cls(reasoner, segmenter, manifest, max_query_tokens=max_query_tokens, image_limits=image_limits)
+
+
+def _load_failed(root: Path, component: str, exc: BaseException) -> EngineError:
+    """One line: the verified files of `component` do not make a working graph."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return EngineError(
+        f"{root}: the {component} does not load from its verified files ({type(exc).__name__}: {reason}); "
+        "the manifest does not describe these graphs: re-export the engines"
+    )
 
 
 __all__ = ["PROVIDERS", "EngineError", "Provider", "ReasoningSegmenter"]

@@ -18,55 +18,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-from segzero_edge.runtime import reasoner_text_io as io
+
+from segzero_edge.generation import GenerationConfig
+from segzero_edge.graphs import reasoner_text_io as io
 
 OnToken = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    """How to pick tokens. Greedy (temperature 0) is Seg-Zero's evaluation setting."""
-
-    max_new_tokens: int = field(default=1024, metadata={"help": "stop after this many new tokens"})
-    temperature: float = field(
-        default=0.0, metadata={"help": "0 = greedy; > 0 samples from softmax(logits / T)"}
-    )
-    top_p: float = field(
-        default=1.0, metadata={"help": "nucleus sampling mass in (0, 1]; 1 keeps every token"}
-    )
-    seed: int | None = field(default=None, metadata={"help": "sampling seed (None: fresh entropy each call)"})
-    repetition_penalty: float | None = field(
-        default=None,
-        metadata={
-            "help": "HF repetition penalty (> 0; 1 = off). None = the checkpoint's generation_config value "
-            "(Qwen2.5-VL-Instruct ships 1.05, which HF applies even in greedy mode)"
-        },
-    )
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty is not None and not self.repetition_penalty > 0:
-            raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-    def resolved(self, default_repetition_penalty: float) -> GenerationConfig:
-        """A copy with repetition_penalty filled in from the checkpoint default when it is None."""
-        if self.repetition_penalty is not None:
-            return self
-        from dataclasses import replace
-
-        return replace(self, repetition_penalty=float(default_repetition_penalty))
 
 
 def repetition_penalty(logits: np.ndarray, seen_ids: np.ndarray, penalty: float) -> np.ndarray:
@@ -178,6 +137,20 @@ class DecodeResult:
     stopped: bool  # True when a stop id ended generation (False: max_new_tokens)
 
 
+def _shrinking_run_options():
+    """RunOptions that hand the CPU arena's free chunks back after a run. Used for prefill
+    only: its activations grow with the prompt, and onnxruntime's arena would otherwise keep
+    the largest prompt's memory for the life of the session (decode steps are small and
+    frequent, so they keep the arena). None when onnxruntime is absent (fake sessions)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    options = onnxruntime.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
+
+
 class TextDecoder:
     """Runs `embed.onnx` and `decoder.onnx` sessions (onnxruntime.InferenceSession)."""
 
@@ -202,6 +175,31 @@ class TextDecoder:
             )
         self.dtype = np.float16 if types[io.INPUTS_EMBEDS] == "tensor(float16)" else np.float32
         self._outputs = io.decoder_output_names(num_layers)
+        self._check_dims(decoder_session, embed_session)
+        self._shrink_after = _shrinking_run_options()
+
+
+    def _check_dims(self, decoder_session, embed_session) -> None:
+        """Refuse dims that disagree with the graphs' static shapes (a manifest that does not
+        describe these graphs would only fail later, mid-generation, with a shape error)."""
+        shapes = {i.name: i.shape for i in decoder_session.get_inputs()}
+        want = {1: self.kv_heads, 3: self.head_dim}
+        for name in io.past_names(self.num_layers):
+            shape = shapes[name]
+            for axis, value in want.items():
+                if len(shape) != 4 or (isinstance(shape[axis], int) and shape[axis] != value):
+                    raise ValueError(
+                        f"decoder.onnx input {name} has shape {shape}, but the manifest gives kv_heads="
+                        f"{self.kv_heads}, head_dim={self.head_dim}: the manifest does not describe this graph"
+                    )
+        hidden = shapes[io.INPUTS_EMBEDS][-1]
+        embed_out = {o.name: o.shape for o in embed_session.get_outputs()}
+        if io.EMBED_OUTPUT not in embed_out:
+            raise ValueError(f"embed.onnx has outputs {sorted(embed_out)}, expected {io.EMBED_OUTPUT!r}")
+        embed_hidden = embed_out[io.EMBED_OUTPUT][-1]
+        if isinstance(hidden, int) and isinstance(embed_hidden, int) and hidden != embed_hidden:
+            raise ValueError(f"embed.onnx gives width {embed_hidden}, decoder.onnx takes {hidden}: mixed exports")
+        self.hidden = hidden if isinstance(hidden, int) else None
 
     def new_cache(self, capacity: int) -> KVCache:
         capacity = max(self.chunk, -(-capacity // self.chunk) * self.chunk)
@@ -231,7 +229,7 @@ class TextDecoder:
         feeds[io.INPUTS_EMBEDS] = np.ascontiguousarray(inputs_embeds, dtype=self.dtype)
         feeds[io.ATTENTION_MASK] = np.concatenate([cache.mask, np.ones((cache.batch, s), np.int64)], axis=1)
         feeds[io.POSITION_IDS] = np.ascontiguousarray(position_ids, dtype=np.int64)
-        out = self.decoder_session.run(self._outputs, feeds)
+        out = self.decoder_session.run(self._outputs, feeds, self._shrink_after if s > 1 else None)
         cache.append(out[1:])
         return out[0]
 

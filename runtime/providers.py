@@ -1,4 +1,5 @@
-"""Provider names ("cpu" | "cuda" | "tensorrt") → ONNX Runtime sessions, for every runtime graph.
+"""Provider names ("cpu" | "cuda" | "tensorrt") → ONNX Runtime sessions: the one list of
+providers and the one session factory every runtime graph goes through.
 
 ONNX Runtime silently falls back to the CPU when a GPU provider fails to load; this module
 refuses that: a session that did not get the provider asked for is an error.
@@ -7,9 +8,11 @@ refuses that: a session that did not get the provider asked for is an error.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-PROVIDER_NAMES = ("cpu", "cuda", "tensorrt")
+#: The providers a user can ask for (`ReasoningSegmenter.from_dir(provider=...)`, `--provider`).
+Provider = Literal["cpu", "cuda", "tensorrt"]
+PROVIDERS: tuple[str, ...] = get_args(Provider)
 _EXECUTION_PROVIDERS = {
     "cpu": ("CPUExecutionProvider",),
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
@@ -33,10 +36,21 @@ def _ort() -> Any:
     return onnxruntime
 
 
+def load_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "these (verified) files do not make a working graph": ours
+    (ValueError for I/O names and dims, OSError) and onnxruntime's own, which derive from
+    Exception only (InvalidProtobuf, InvalidGraph, ...). A missing provider is not among
+    them: `check_provider` reports that before anything loads."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "InvalidProtobuf", "InvalidGraph", "NotImplemented")
+    return (ValueError, TypeError, KeyError, OSError, *(getattr(state, n) for n in names if hasattr(state, n)))
+
+
 def check_provider(provider: str) -> None:
     """ValueError for an unknown name; RuntimeError when the installed onnxruntime lacks it."""
-    if provider not in PROVIDER_NAMES:
-        raise ValueError(f"provider must be one of {PROVIDER_NAMES}, got {provider!r}")
+    if provider not in PROVIDERS:
+        raise ValueError(f"provider must be one of {PROVIDERS}, got {provider!r}")
     ort = _ort()
     available = ort.get_available_providers()
     needed = _EXECUTION_PROVIDERS[provider][0]
@@ -81,9 +95,15 @@ def execution_providers(
     return out
 
 
-def session_options(*, threads: int | None = None, optimization: str = "all") -> Any:
-    """SessionOptions: intra-op `threads` (None: onnxruntime's default, one per core) and the
-    graph optimization level ("disable" | "basic" | "extended" | "all")."""
+def session_options(*, threads: int | None = None, optimization: str = "all", spin: bool | None = None) -> Any:
+    """SessionOptions: intra-op `threads` (None: onnxruntime's default, one per core), the
+    graph optimization level ("disable" | "basic" | "extended" | "all") and whether idle
+    intra-op threads spin (None: onnxruntime's default, which spins).
+
+    A reasoner decode step is ~1000 short ops: spinning workers that lose their core to another
+    process stall every op (measured 3× slower decode on a shared 2-core machine), so the text
+    graphs run with spin=False; on a dedicated machine spinning saves a few µs per op.
+    """
     ort = _ort()
     levels = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -100,6 +120,8 @@ def session_options(*, threads: int | None = None, optimization: str = "all") ->
     options.log_severity_level = 3  # errors only: shape-inference chatter is not for users
     if threads is not None:
         options.intra_op_num_threads = threads
+    if spin is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return options
 
 
@@ -109,9 +131,14 @@ def create_session(
     *,
     threads: int | None = None,
     optimization: str = "all",
+    spin: bool | None = None,
     **provider_options: Any,
 ) -> Any:
-    """An `InferenceSession` for `path` on `provider`; raises if it would not run there."""
+    """An `InferenceSession` for `path` on `provider`; raises if it would not run there.
+
+    threads, optimization, spin: `session_options`. provider_options: `execution_providers`
+    (device_id, trt_fp16, trt_cache_dir).
+    """
     ort = _ort()
     path = Path(path)
     if not path.is_file():
@@ -119,11 +146,11 @@ def create_session(
     providers = execution_providers(provider, **provider_options)
     session = ort.InferenceSession(
         str(path),
-        sess_options=session_options(threads=threads, optimization=optimization),
+        sess_options=session_options(threads=threads, optimization=optimization, spin=spin),
         providers=providers,
     )
     wanted = _EXECUTION_PROVIDERS[provider][0]
-    if wanted not in session.get_providers():
+    if session.get_providers()[0] != wanted:
         raise RuntimeError(
             f"{path.name}: onnxruntime fell back to {session.get_providers()} instead of {wanted} "
             f"(a missing CUDA/cuDNN/TensorRT library?); fix the install or use provider='cpu'"

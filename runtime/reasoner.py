@@ -25,43 +25,19 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from segzero_edge.runtime.decoder import DecodeResult, GenerationConfig, TextDecoder
-from segzero_edge.runtime.providers import execution_providers, session_options
-from segzero_edge.runtime.qwen_rope import rope_index
-from segzero_edge.runtime.tokenizer import PromptTokenizer
 
+from segzero_edge.generation import GenerationConfig
+from segzero_edge.graphs.qwen_rope import rope_index
 from segzero_edge.pipeline import Generation
 from segzero_edge.prompts import REASONER_SIZE, resize_for_reasoner
+from segzero_edge.runtime.decoder import DecodeResult, TextDecoder
+from segzero_edge.runtime.providers import create_session
+from segzero_edge.runtime.tokenizer import PromptTokenizer
 
 #: on_token(token_id, text_so_far): called once per generated token (streaming).
 TokenCallback = Callable[[int, str], None]
 #: image 840×840 RGB uint8 -> (features [n_tokens, hidden] float32, grid_thw [1, 3] int64)
 VisionFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def text_session(
-    path: str | Path, provider: str = "cpu", *, threads: int | None = None, spin: bool = False
-) -> Any:
-    """An InferenceSession for a text graph. `spin=False` turns off intra-op thread spinning:
-    a decode step is ~1000 short ops, and spinning workers that lose their core to another
-    process stall every op (measured 3× slower decode on a shared 2-core machine); on a
-    dedicated machine spinning saves a few microseconds per op."""
-    import onnxruntime as ort
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX graph not found: {path}")
-    options = session_options(threads=threads)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    session = ort.InferenceSession(str(path), sess_options=options, providers=execution_providers(provider))
-    wanted = execution_providers(provider)[0]
-    wanted = wanted[0] if isinstance(wanted, tuple) else wanted
-    if session.get_providers()[0] != wanted:
-        raise RuntimeError(
-            f"{path.name}: onnxruntime fell back to {session.get_providers()} instead of {wanted} "
-            "(a missing CUDA/cuDNN/TensorRT library?); fix the install or use provider='cpu'"
-        )
-    return session
 
 
 @dataclass
@@ -127,7 +103,7 @@ class OrtReasoner:
         """Load `path/{vision,embed,decoder}.onnx` + tokenizer.json described by `meta` (the
         manifest's reasoner component; read from `path/../manifest.json` when None).
         `vision` replaces the vision graph (tests, or a TensorRT vision engine); `spin` lets
-        onnxruntime's idle intra-op threads spin (see `text_session`)."""
+        onnxruntime's idle intra-op threads spin (see `providers.session_options`)."""
         root = Path(path)
         if meta is None:
             from segzero_edge.manifest import read_manifest
@@ -136,12 +112,17 @@ class OrtReasoner:
         files = meta["files"]
         dims = meta["dims"]
         text = TextDecoder(
-            text_session(root / files["embed"], provider, threads=threads, spin=spin),
-            text_session(root / files["decoder"], provider, threads=threads, spin=spin),
+            create_session(root / files["embed"], provider, threads=threads, spin=spin),
+            create_session(root / files["decoder"], provider, threads=threads, spin=spin),
             num_layers=int(dims["num_layers"]),
             kv_heads=int(dims["kv_heads"]),
             head_dim=int(dims["head_dim"]),
         )
+        if text.hidden is not None and text.hidden != int(dims["hidden"]):
+            raise ValueError(
+                f"the manifest gives hidden={dims['hidden']}, decoder.onnx takes {text.hidden}: "
+                "the manifest does not describe these graphs"
+            )
         tokenizer = PromptTokenizer.from_file(root / files["tokenizer"], meta)
         if vision is None:
             vision = _vision_from_dir(root, meta, provider, threads)
@@ -154,6 +135,10 @@ class OrtReasoner:
         if unknown:
             raise TypeError(f"unknown generation settings {unknown}; known: {sorted(known)}")
         self.config = replace(self.config, **overrides).resolved(self._default_rp)
+
+    def count_query_tokens(self, query: str) -> int:
+        """Tokens of a query's question, as the pipeline's query limit counts them."""
+        return self.tokenizer.count_query_tokens(query)
 
     # -- Reasoner protocol ---------------------------------------------------------------------
     def encode_image(self, image: np.ndarray | Image.Image) -> OrtEncoded:

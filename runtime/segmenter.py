@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from . import segmenter_io as io
-from .providers import check_io, create_session
-from .sam_preprocess import check_image, masks_from_logits, preprocess_image, prompt_arrays
+from segzero_edge.graphs import segmenter_io as io
+from segzero_edge.graphs.sam_preprocess import check_image, masks_from_logits, preprocess_image, prompt_arrays
+from segzero_edge.runtime.providers import check_io, create_session
 
 _NUMERIC_KEYS = ("image_size", "low_res_size", "mask_threshold", "image_mean", "image_std")
 

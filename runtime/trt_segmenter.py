@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from . import segmenter_io as io
-from .segmenter import GraphSegmenter, component_meta
-from .trt_engine import TrtEngine
+from segzero_edge.graphs import segmenter_io as io
+from segzero_edge.runtime.segmenter import GraphSegmenter, component_meta
+from segzero_edge.runtime.trt_engine import TrtEngine
 
 #: Engine-directory folder of the plans; the manifest's `trt` component lists them as
 #: `{"segmenter": {"encoder": "segmenter_encoder.plan", "decoder": "segmenter_decoder.plan", ...}}`.
@@ -17,7 +17,7 @@ TRT_DIR = "trt"
 
 
 class TrtSegmenter(GraphSegmenter):
-    """SAM2 encoder + decoder TensorRT plans (built by `export.segmenter.build_segmenter_plans`)."""
+    """SAM2 encoder + decoder TensorRT plans (built by `export.plans.build_segmenter_plans`)."""
 
     def __init__(
         self, encoder_plan: str | Path, decoder_plan: str | Path, meta: dict[str, Any] | None = None

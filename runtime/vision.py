@@ -3,8 +3,9 @@
     vision = OrtVision("engines/reasoner/vision.onnx", provider="cpu")
     features, grid_thw = vision.features(rgb_840)   # [900, hidden] float32, [[1, 60, 60]]
 
-Preprocessing (`qwen_preprocess`) and the grid-dependent graph inputs (`qwen_vision_index`)
-run in numpy; the graph inputs depend only on the grid, so they are cached per grid.
+Preprocessing (`graphs.qwen_preprocess`) and the grid-dependent graph inputs
+(`graphs.reasoner_vision_io.grid_inputs`) run in numpy; the graph inputs depend only on the
+grid, so they are cached per grid.
 """
 
 from __future__ import annotations
@@ -15,28 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from segzero_edge.runtime import reasoner_io as io
+
+from segzero_edge.graphs import reasoner_vision_io as io
+from segzero_edge.graphs.qwen_preprocess import preprocess_image
 from segzero_edge.runtime.providers import check_io, create_session
-from segzero_edge.runtime.qwen_preprocess import preprocess_image
-from segzero_edge.runtime.qwen_vision_index import padded_windows, rotary_cos_sin, vision_position_ids
-
-
-def grid_inputs(grid_thw: np.ndarray, meta: io.VisionMeta) -> dict[str, np.ndarray]:
-    """The grid-dependent vision.onnx inputs (rotary tables, window slots) for one image grid [1, 3]."""
-    grid_thw = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
-    if grid_thw.shape[0] != 1 or grid_thw[0, 0] != 1:
-        raise ValueError(f"vision.onnx takes one still image (grid_thw [[1, h, w]]), got {grid_thw.tolist()}")
-    cos, sin = rotary_cos_sin(
-        vision_position_ids(grid_thw, meta.geometry.spatial_merge_size), meta.head_dim, meta.rope_theta
-    )
-    windows = padded_windows(grid_thw, meta.geometry)
-    return {
-        io.ROTARY_COS: cos,
-        io.ROTARY_SIN: sin,
-        io.WINDOW_GATHER: windows.gather,
-        io.WINDOW_VALID: windows.valid,
-        io.WINDOW_SCATTER: windows.scatter,
-    }
 
 
 def read_meta(session: Any, path: str | Path, required: bool = True) -> io.VisionMeta | None:
@@ -96,7 +79,7 @@ class OrtVision:
         pixel_values, grid_thw = preprocess_image(image, self.meta.image)
         key = tuple(grid_thw.reshape(-1).tolist())
         if key not in self._grid_cache:
-            self._grid_cache[key] = grid_inputs(grid_thw, self.meta)
+            self._grid_cache[key] = io.grid_inputs(grid_thw, self.meta)
         return {io.PIXEL_VALUES: pixel_values, **self._grid_cache[key]}, grid_thw
 
     def features(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -130,7 +130,7 @@ def read_hf_layout(path: Path, limit: int | None = None) -> Iterator[EvalSample]
             raise DataError(f"{path} row {index} lacks columns {sorted(missing)} (has {sorted(row)})")
         sample_id = f"{row.get('image_id', index)}:{row.get('ann_id', index)}"
         bbox = _gt_box(row.get("bbox"), f"{path} row {index}")
-        image = load_image(_decode_image_cell(row["image"], "image"))
+        image = load_image(_decode_image_cell(row["image"], "image"), exif=False)  # GT is on stored pixels
         mask = decode_mask_cell(row["mask"])
         if mask.shape != image.shape[:2]:
             raise DataError(f"{path} row {index}: mask {mask.shape} does not match image {image.shape[:2]}")
@@ -203,7 +203,7 @@ def read_lisa_layout(path: Path, limit: int | None = None, mode: IgnoreMode = "s
             texts = [texts]
         if not texts:
             raise DataError(f"{ann_path} has no text")
-        image = load_image(image_path)
+        image = load_image(image_path, exif=False)  # GT polygons are on stored pixels
         mask, ignore = lisa_masks(annotation, image.shape[0], image.shape[1], mode)
         yield EvalSample(sample_id=ann_path.stem, image=image, query=texts[0], mask=mask, ignore=ignore)
 

@@ -16,10 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .engine_paths import MissingFile, PathProblem, join_relative, parent_of, resolve_inside
+from .manifest_schema import GRAPH_ROLES, SchemaError, component_files, validate
+from .onnx_refs import OnnxFormatError, external_refs
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 _CHUNK = 1 << 20
+#: Largest manifest.json read (real ones are a few KB).
+MAX_MANIFEST_BYTES = 8 << 20
 
 
 class EngineError(RuntimeError):
@@ -63,10 +68,37 @@ class Manifest:
             ) from None
 
     def path(self, relative: str) -> Path:
-        """Absolute path of a file the manifest lists (refuses files it does not list)."""
+        """Real path of a file the manifest lists (refuses files it does not list, and names
+        that do not resolve to a regular file inside the directory)."""
         if relative not in self.data["files"]:
             raise EngineError(f"{relative} is not listed in {self.root / MANIFEST_NAME}")
-        return self.root / relative
+        try:
+            return resolve_inside(self.root.resolve(), relative)
+        except PathProblem as exc:
+            raise EngineError(f"{self.root / MANIFEST_NAME}: {exc}") from None
+
+
+def answer_format(data: dict[str, Any]) -> str:
+    """The answer format a validated manifest's reasoner prompt asks for; manifests written
+    before the format was recorded are Seg-Zero's original single-object ones."""
+    return data["components"]["reasoner"]["prompt"].get("answer_format", "single")
+
+
+def engines_answer_format(root: str | Path) -> str:
+    """`answer_format` of an engine directory, from its manifest alone (no file is hashed):
+    for choosing settings before the engines load. Raises `EngineError` like `read_manifest`."""
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        raise EngineError(f"{path} is missing: not an engine directory (make one with `segzero-edge export`)")
+    data = _load_json(path)
+    try:
+        validate(data)
+        reasoner = data["components"]["reasoner"]
+    except SchemaError as exc:
+        raise _fail(path, f"{exc}: re-export the engines or restore this manifest") from None
+    except (KeyError, TypeError):
+        raise _fail(path, "has no reasoner component: not a reasoning-segmentation engine directory") from None
+    return reasoner["prompt"].get("answer_format", "single")
 
 
 def write_manifest(root: Path, *, sources: dict[str, str], components: dict[str, dict[str, Any]]) -> Path:
@@ -91,41 +123,119 @@ def write_manifest(root: Path, *, sources: dict[str, str], components: dict[str,
     return path
 
 
-def read_manifest(root: Path, *, verify: bool = True) -> Manifest:
-    """Read and (by default) verify an engine directory.
+def _fail(path: Path, message: str) -> EngineError:
+    return EngineError(f"{path}: {message}")
 
-    Raises `EngineError` when the manifest is missing or unreadable, its format version is
-    unknown, or a listed file is missing or has a different sha256.
+
+def _load_json(path: Path) -> Any:
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise _fail(path, f"is {size} bytes; a manifest is at most {MAX_MANIFEST_BYTES} (not an engine manifest?)")
+        return json.loads(path.read_bytes().decode("utf-8"))
+    # ValueError covers JSONDecodeError and integers too long to convert; RecursionError, nesting
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _fail(path, f"is not valid JSON: {reason}") from None
+
+
+def read_manifest(root: Path, *, verify: bool = True) -> Manifest:
+    """Read, validate and (by default) verify an engine directory.
+
+    Raises `EngineError` (one line, naming the key or file) when the manifest is missing,
+    unreadable or malformed, its format version is unknown, a path it names is not a
+    canonical relative path resolving to a regular file inside the directory (symlinks
+    included), a file a component uses is not listed, or (with `verify`) a listed file is
+    missing or differs from its recorded size and sha256, or a graph's external data is not
+    a listed file of the directory.
     """
     root = Path(root)
-    path = root / MANIFEST_NAME
     if not root.is_dir():
         raise EngineError(f"engine directory not found: {root}")
-    if not path.is_file():
+    real_root = root.resolve()
+    path = root / MANIFEST_NAME
+    if not path.exists() and not path.is_symlink():
         raise EngineError(f"{path} is missing: not an engine directory (make one with `segzero-edge export`)")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EngineError(f"{path} is not valid JSON: {exc}") from exc
+        resolve_inside(real_root, MANIFEST_NAME)
+    except PathProblem as exc:
+        raise _fail(path, f"unusable: {exc}") from None
+    data = _load_json(path)
     if not isinstance(data, dict) or not {"format_version", "components", "files"} <= set(data):
-        raise EngineError(f"{path} lacks format_version/components/files: not a segzero-edge manifest")
+        raise _fail(path, "lacks format_version/components/files: not a segzero-edge manifest")
     version = data["format_version"]
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise EngineError(
             f"{path} has format version {version!r}; this segzero-edge {__version__} reads version "
             f"{FORMAT_VERSION}: re-export the engines with this version"
         )
+    try:
+        validate(data)
+    except SchemaError as exc:
+        raise _fail(path, f"{exc}: re-export the engines or restore this manifest") from None
     manifest = Manifest(root=root, data=data)
+    files = data["files"]
+    for key, relative in component_files(data["components"]).items():
+        if relative not in files:
+            raise _fail(path, f"{key} names {relative}, which `files` does not list (so it is never hashed)")
+    for relative in files:
+        _listed_file(manifest, real_root, relative)
     if verify:
         verify_files(manifest)
+    check_graph_refs(manifest)
     return manifest
 
 
+def _listed_file(manifest: Manifest, real_root: Path, relative: str) -> Path:
+    try:
+        return resolve_inside(real_root, relative)
+    except MissingFile:
+        raise EngineError(
+            f"engine file missing: {manifest.root / relative} (listed in the manifest); re-export or restore it"
+        ) from None
+    except PathProblem as exc:
+        raise _fail(manifest.root / MANIFEST_NAME, f"files[{relative!r}] refused: {exc}") from None
+
+
 def verify_files(manifest: Manifest) -> None:
-    """Check every listed file exists with its recorded size and sha256."""
+    """Check every listed file exists inside the directory with its recorded size and sha256."""
+    real_root = manifest.root.resolve()
     for relative, entry in manifest.data["files"].items():
-        path = manifest.root / relative
-        if not path.is_file():
-            raise EngineError(f"engine file missing: {path} (listed in the manifest); re-export or restore it")
-        if path.stat().st_size != entry["bytes"] or file_sha256(path) != entry["sha256"]:
-            raise EngineError(f"engine file altered: {path} does not match its sha256 in the manifest; re-export it")
+        real = _listed_file(manifest, real_root, relative)
+        if real.stat().st_size != entry["bytes"] or file_sha256(real) != entry["sha256"]:
+            raise EngineError(
+                f"engine file altered: {manifest.root / relative} does not match its sha256 in the manifest; re-export it"
+            )
+
+
+def check_graph_refs(manifest: Manifest) -> None:
+    """Every file ONNX Runtime will open for a component graph (its external data) must be
+    a listed file inside the directory, with its byte range inside that file. Checked here,
+    before any session exists, whatever onnxruntime version is installed."""
+    real_root = manifest.root.resolve()
+    files = manifest.data["files"]
+    for key, relative in component_files(manifest.components).items():
+        if not key.endswith(GRAPH_ROLES):
+            continue
+        try:
+            refs = external_refs(_listed_file(manifest, real_root, relative))
+        except (OnnxFormatError, OSError, ValueError) as exc:
+            raise EngineError(f"{manifest.root / relative} ({key}) is not a readable ONNX graph: {exc}") from None
+        folder = parent_of(relative)
+        for ref in refs:
+            where = f"{manifest.root / relative}: tensor {ref.tensor!r} external data"
+            try:
+                if ref.location is None:
+                    raise PathProblem("has no location")
+                target = join_relative(folder, ref.location)
+                if target not in files:
+                    raise PathProblem(f"{target} is not listed in the manifest (so it is never hashed)")
+                real = resolve_inside(real_root, target)
+            except PathProblem as exc:  # MissingFile included: a listed file that is gone
+                raise EngineError(f"{where} {ref.location!r} refused: {exc}") from None
+            size = real.stat().st_size
+            end = ref.offset + (ref.length if ref.length is not None else 0)
+            if ref.offset > size or end > size:
+                raise EngineError(
+                    f"{where} reads bytes {ref.offset}..{end} of {target}, which has {size}: re-export the engine"
+                )

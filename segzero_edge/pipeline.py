@@ -20,7 +20,7 @@ unless the pipeline is told otherwise.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,11 +28,18 @@ import numpy as np
 
 from .answer import AnswerError, parse_answer, parse_multi_answer
 from .geometry import clip_box, clip_point, is_degenerate
-from .images import ImageLike, load_image
+from .images import ImageLike, ImageLimits, load_image
 from .prompts import check_answer_format
 
-#: Longest query accepted; longer ones are refused rather than silently truncated.
-MAX_QUERY_CHARS = 2000
+#: Longest query accepted, in tokens of the question itself (Seg-Zero's template adds ~100
+#: tokens and the image its own); longer ones are refused, never truncated. Configurable:
+#: `ReasoningPipeline(max_query_tokens=)` / `from_dir(max_query_tokens=)`.
+MAX_QUERY_TOKENS = 256
+#: A query above this many UTF-8 bytes per allowed token is refused before it is tokenised,
+#: which bounds the tokenizer's own work (a byte-level BPE token covers at least one byte;
+#: real text averages 3-5 bytes a token).
+BYTES_PER_TOKEN = 32
+
 
 
 @dataclass(frozen=True)
@@ -129,14 +136,22 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def check_query(query: str) -> str | None:
-    """The reason a query cannot be used, or None when it is fine."""
+def check_query(
+    query: str, max_tokens: int = MAX_QUERY_TOKENS, count_tokens: Callable[[str], int] | None = None
+) -> str | None:
+    """The reason a query cannot be used, or None when it is fine. `count_tokens` is the
+    reasoner's own count (a back end without one is held to the byte bound only)."""
     if not isinstance(query, str):
         return f"query must be a string, got {type(query).__name__}"
     if not query.strip(" .\t\n"):
         return "query is empty"
-    if len(query) > MAX_QUERY_CHARS:
-        return f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}"
+    size = len(query.encode("utf-8", errors="replace"))
+    if size > max_tokens * BYTES_PER_TOKEN:
+        return f"query is {size} bytes; at most {max_tokens * BYTES_PER_TOKEN} are read (limit {max_tokens} tokens)"
+    if count_tokens is not None:
+        tokens = count_tokens(query)
+        if tokens > max_tokens:
+            return f"query is {tokens} tokens; the limit is {max_tokens} (max_query_tokens)"
     return None
 
 
@@ -145,9 +160,19 @@ class ReasoningPipeline:
 
     `answer_format` ("single" | "multi") is the format the reasoner's prompt asks for; None
     takes the reasoner's own `answer_format` attribute, or "single" when it declares none.
+    `max_query_tokens` bounds each query (counted by the reasoner's `count_query_tokens`
+    when it has one); `image_limits` bounds the images `segment` accepts.
     """
 
-    def __init__(self, reasoner: Reasoner, segmenter: Segmenter, answer_format: str | None = None) -> None:
+    def __init__(
+        self,
+        reasoner: Reasoner,
+        segmenter: Segmenter,
+        answer_format: str | None = None,
+        *,
+        max_query_tokens: int = MAX_QUERY_TOKENS,
+        image_limits: ImageLimits | None = None,
+    ) -> None:
         declared = getattr(reasoner, "answer_format", None)
         chosen = check_answer_format(answer_format or declared or "single")
         if declared is not None and declared != chosen:
@@ -155,9 +180,17 @@ class ReasoningPipeline:
                 f"the reasoner renders the {declared!r} prompt but the pipeline was asked for {chosen!r} "
                 f"answers; build the reasoner with answer_format={chosen!r} or drop the pipeline's answer_format"
             )
+        if isinstance(max_query_tokens, bool) or not isinstance(max_query_tokens, int) or max_query_tokens < 1:
+            raise ValueError(f"max_query_tokens must be a positive integer, got {max_query_tokens!r}")
         self.reasoner = reasoner
         self.segmenter = segmenter
         self.answer_format = chosen
+        self.max_query_tokens = max_query_tokens
+        self.image_limits = image_limits
+
+    def check_query(self, query: str) -> str | None:
+        """Why `query` would be refused (None: it is fine), without running any model."""
+        return check_query(query, self.max_query_tokens, getattr(self.reasoner, "count_query_tokens", None))
 
     def segment(self, image: ImageLike, query: str) -> Result:
         """Segment the object(s) a free-text query describes. Bad images raise `ImageError`;
@@ -165,36 +198,52 @@ class ReasoningPipeline:
         return self.segment_many(image, [query])[0]
 
     def segment_many(self, image: ImageLike, queries: Sequence[str]) -> list[Result]:
-        """Several queries on one image: both models encode the image once."""
+        """Several queries on one image: both models encode the image once.
+
+        Every query is checked (emptiness, byte and token limits) before any model runs; a
+        bad query, or one its reasoner or segmenter rejects as bad input (ValueError), gives
+        `Result(ok=False, error=...)` for that query alone.
+        """
         if isinstance(queries, str):
             raise TypeError("segment_many takes a list of queries; use segment() for one")
-        pixels = load_image(image)
-        start = time.perf_counter()
-        encoded = self.reasoner.encode_image(pixels)
-        vision_ms = _ms(start)
-        embedding = None
+        pixels = load_image(image, limits=self.image_limits)
+        problems = [self.check_query(query) for query in queries]
+        encoded = embedding = None
         results = []
-        for index, query in enumerate(queries):
-            timings = {"reasoner_vision_ms": vision_ms if index == 0 else 0.0}
-            problem = check_query(query)
+        for query, problem in zip(queries, problems, strict=True):
             if problem is not None:
-                results.append(Result(ok=False, query=str(query), error=problem, timings=timings))
+                results.append(Result(ok=False, query=str(query), error=problem, timings={"reasoner_vision_ms": 0.0}))
                 continue
+            timings = {"reasoner_vision_ms": 0.0}
+            if encoded is None:  # the first usable query pays the vision encode
+                start = time.perf_counter()
+                encoded = self.reasoner.encode_image(pixels)
+                timings["reasoner_vision_ms"] = _ms(start)
             total = time.perf_counter()
-            generation = self.reasoner.generate(encoded, query)
-            timings.update(
-                reasoner_prefill_ms=generation.prefill_ms,
-                reasoner_decode_ms=generation.decode_ms,
-                tokens=float(generation.tokens),
-            )
-            result = Result(ok=False, query=query, answer_text=generation.text, timings=timings)
+            result = Result(ok=False, query=query, timings=timings)
             results.append(result)
-            if self.answer_format == "multi":
-                embedding = self._segment_objects(result, pixels, embedding)
-            else:
-                embedding = self._segment_single(result, pixels, embedding)
+            try:
+                embedding = self._answer(result, encoded, pixels, embedding)
+            except ValueError as exc:  # input the back end refuses: this query fails, the others go on
+                result.ok, result.mask, result.score, result.objects = False, None, None, []
+                result.error = f"query failed: {type(exc).__name__}: {_first_line(exc)}"
             timings["total_ms"] = _ms(total) + timings["reasoner_vision_ms"]
         return results
+
+    def _answer(self, result: Result, encoded: Any, pixels: np.ndarray, embedding: Any) -> Any:
+        """Generate, parse, rescale and segment one query into `result` in the pipeline's
+        answer format; returns the (possibly new) segmenter embedding."""
+        timings = result.timings
+        generation = self.reasoner.generate(encoded, result.query)
+        timings.update(
+            reasoner_prefill_ms=generation.prefill_ms,
+            reasoner_decode_ms=generation.decode_ms,
+            tokens=float(generation.tokens),
+        )
+        result.answer_text = generation.text
+        if self.answer_format == "multi":
+            return self._segment_objects(result, pixels, embedding)
+        return self._segment_single(result, pixels, embedding)
 
     def _encode(self, pixels: np.ndarray, embedding: Any, timings: dict[str, float]) -> Any:
         """The segmenter's image embedding: the first query that needs it pays the encode."""
@@ -270,3 +319,8 @@ class ReasoningPipeline:
             result.points = tuple(o.points[0] for o in result.objects)
         result.ok = True
         return embedding
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""

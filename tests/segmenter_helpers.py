@@ -11,13 +11,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pytest
 
 _ROOT = Path(tempfile.mkdtemp(prefix="segzero-segmenter-tests-"))
 atexit.register(shutil.rmtree, _ROOT, True)
 
 
+def _needs_torch() -> None:
+    """The reference and every export need torch + transformers: skip where they are absent
+    (the torch-free runtime lane)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+
+
 @functools.cache
 def tiny_segmenter_dir() -> Path:
+    _needs_torch()
     from segzero_edge.testing import cached_tiny_models
 
     return cached_tiny_models(seed=0).segmenter
@@ -27,6 +36,7 @@ def tiny_segmenter_dir() -> Path:
 def torch_segmenter() -> Any:
     """The reference, with encodes memoized per image (the tests encode the same images for
     every precision; the tiny Hiera takes ~1.5 s per image on this CPU)."""
+    _needs_torch()
     from segzero_edge.models.segmenter import TorchSegmenter
 
     class MemoSegmenter(TorchSegmenter):
@@ -52,6 +62,7 @@ def torch_segmenter() -> Any:
 def exported(precision: str) -> tuple[Path, dict[str, Any]]:
     """(folder with encoder.onnx + decoder.onnx, component metadata) for one precision;
     fp16/int8 are converted from the fp32 export (`fp32_dir`) rather than exported again."""
+    _needs_torch()
     from segzero_edge.export.segmenter import export_segmenter
 
     out = _ROOT / precision

@@ -10,7 +10,7 @@ import pytest
 
 import segzero_edge
 from segzero_edge.cli import main
-from segzero_edge.cli.dataclass_args import apply_overrides, parse_value
+from segzero_edge.dataclass_args import apply_overrides, parse_value
 
 
 def test_version_and_help():
@@ -58,7 +58,7 @@ def test_parse_value_int():
 def test_dataclass_options_required_and_flags():
     import argparse
 
-    from segzero_edge.cli.dataclass_args import add_dataclass_args, dataclass_from_args
+    from segzero_edge.dataclass_args import add_dataclass_args, dataclass_from_args
 
     @dataclasses.dataclass(frozen=True)
     class Need:

@@ -1,6 +1,6 @@
 """The whole chain on the tiny models: `segzero-edge export` → `segment` gives the same answer
-text as the PyTorch pipeline, `verify` passes, `eval` runs on both back ends, and a tampered
-engine directory is refused."""
+text as the PyTorch pipeline, `verify` passes, `eval` scores parsed answers equally on both back
+ends (with a tiny reasoner overfitted to answer), and a tampered engine directory is refused."""
 
 from __future__ import annotations
 
@@ -47,8 +47,7 @@ def test_export_writes_a_verified_directory(engines):
 
 
 def test_segment_cli_matches_the_torch_pipeline(tiny_models, engines, image_path, tmp_path):
-    from segzero_edge.runtime.decoder import GenerationConfig
-
+    from segzero_edge.generation import GenerationConfig
     from segzero_edge.images import load_image
     from segzero_edge.models.reasoner import TorchReasoner
     from segzero_edge.models.segmenter import TorchSegmenter
@@ -68,7 +67,9 @@ def test_segment_cli_matches_the_torch_pipeline(tiny_models, engines, image_path
     assert [r["ok"] for r in runtime] == [r.ok for r in reference]
     assert code == (0 if all(r.ok for r in reference) else 3)
     assert (tmp_path / "ov-0.png").is_file() and (tmp_path / "ov-1.png").is_file()
-    assert all(r["timings"]["tokens"] == MAX_NEW or r["answer_text"] for r in runtime)
+    # the same number of generated tokens (a stop token ends both early, or both run to the budget)
+    assert [r["timings"]["tokens"] for r in runtime] == [r.timings["tokens"] for r in reference]
+    assert all(1 <= r["timings"]["tokens"] <= MAX_NEW for r in runtime)
 
 
 def test_verify_cli_passes(engines, tmp_path):
@@ -103,21 +104,51 @@ def test_export_refuses_to_overwrite(tiny_models, engines, capsys):
     assert code != 0 and "--force" in capsys.readouterr().err
 
 
-def test_eval_cli_runs_on_both_back_ends_with_equal_results(tiny_models, engines, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def eval_set(tmp_path_factory):
+    from segzero_edge.evaldata import read_eval_set
     from segzero_edge.synthetic import write_dataset
 
-    data = tmp_path / "synth"
+    data = tmp_path_factory.mktemp("synth") / "data"
     write_dataset(data, sizes={"test": 3}, size=256, progress=False)
+    return data / "test.parquet", list(read_eval_set(data / "test.parquet"))
+
+
+@pytest.fixture(scope="module")
+def answering(tiny_models, eval_set, tmp_path_factory):
+    """(reasoner dir, engine dir): the tiny reasoner overfitted to answer the eval samples with
+    one valid completion (`answering_reasoner`), and its fp32 export with the tiny segmenter."""
+    from answering_reasoner import overfit_reasoner
+
+    root = tmp_path_factory.mktemp("answering")
+    reasoner = overfit_reasoner(tiny_models.reasoner, root / "reasoner", [(s.image, s.query) for s in eval_set[1]])
+    engines = root / "engines"
+    code = main(["export", "--reasoner", str(reasoner), "--segmenter", str(tiny_models.segmenter), "--out", str(engines),
+                 "--reasoner-precision", "fp32", "--segmenter-precision", "fp32"])
+    assert code == 0
+    return reasoner, engines
+
+
+def test_eval_cli_scores_parsed_answers_equally_on_both_back_ends(tiny_models, eval_set, answering, tmp_path, capsys):
+    """Both back ends parse the answer, segment with it and score IoU > 0, to the same figures."""
+    from answering_reasoner import COMPLETION
+
+    reasoner, engines = answering
     lines = {}
     for name, backend in {
         "runtime": ["--engines", str(engines)],
-        "torch": ["--reasoner", str(tiny_models.reasoner), "--segmenter", str(tiny_models.segmenter)],
+        "torch": ["--reasoner", str(reasoner), "--segmenter", str(tiny_models.segmenter)],
     }.items():
         out = tmp_path / f"{name}.jsonl"
-        code = main(["eval", *backend, "--data", str(data / "test.parquet"), "--max-new-tokens", "24", "--out", str(out)])
+        code = main(["eval", *backend, "--data", str(eval_set[0]), "--max-new-tokens", "64", "--out", str(out)])
         assert code == 0
         lines[name] = capsys.readouterr().out.strip().splitlines()[-1]
-        records = [json.loads(line) for line in out.read_text().splitlines()]
-        assert len(records) == 3 and all(r["union"] > 0 for r in records)
+        header, *records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert header["segzero_eval"] == 1 and len(records) == 3
+        for r in records:  # the segmenter path ran: a parsed answer, a box, a mask that meets the target
+            assert r["ok"] and r["answer"] == COMPLETION, r["answer"]
+            assert r["bbox"] == [0, 0, 255, 255]  # the answer's whole-image box, rescaled to 256² and clipped
+            assert r["intersection"] > 0 and r["union"] > 0
     assert lines["runtime"].startswith("gIoU=") and lines["runtime"].endswith("n=3")
+    assert float(lines["runtime"].split()[0].removeprefix("gIoU=")) > 0
     assert lines["runtime"] == lines["torch"]

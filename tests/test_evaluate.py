@@ -73,7 +73,8 @@ def test_hf_layout_matches_hand_computation(hf_parquet, tmp_path):
     assert summary.count == 3 and summary.failed == 1
     assert summary.giou == pytest.approx(HAND_GIOU) and summary.ciou == pytest.approx(HAND_CIOU)
     assert summary.line() == f"gIoU={HAND_GIOU:.4f} cIoU={HAND_CIOU:.4f} n=3"
-    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    header, *records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert header == {"segzero_eval": 1, "provenance": None}
     assert [(r["intersection"], r["union"]) for r in records] == HAND
     assert records[0]["think"] == "it is there" and records[1]["ok"] is False
     assert {"query", "answer", "timings"} <= set(records[0])
@@ -159,7 +160,7 @@ def test_resume_skips_done_samples_and_survives_a_torn_line(hf_parquet, tmp_path
     summary = evaluate(pipe2, read_eval_set(hf_parquet), out, progress=False)
     assert reasoner2.generate_calls == 1 and summary.resumed == 2
     assert summary.giou == pytest.approx(HAND_GIOU) and summary.ciou == pytest.approx(HAND_CIOU)
-    assert len(out.read_text().splitlines()) == 3
+    assert len(out.read_text().splitlines()) == 1 + 3  # the header, then one line per sample
 
 
 def test_bad_paths_say_why(tmp_path):

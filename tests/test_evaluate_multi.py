@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from segzero_edge.eval_multi import MultiMeter, box_hit, enclosing_box, eval_box_iou, score_sample
+from segzero_edge.eval_results import ResultsMismatch
 from segzero_edge.evaldata import DataError, read_eval_set
 from segzero_edge.evaluate import evaluate
 from segzero_edge.pipeline import ReasoningPipeline
@@ -84,7 +85,9 @@ def test_seg_zero_semantics(data, tmp_path):
     # row 0's GT box encloses both squares: neither predicted square has IoU > 0.5 with it
     assert summary.box_accuracy == 0.0 and summary.box_count == 2
     assert summary.n_acc is None
-    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    header, *records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    settings = {k: header["provenance"][k] for k in ("answer_format", "no_target", "box_metric")}
+    assert settings == {"answer_format": "multi", "no_target": False, "box_metric": "any"}
     assert [(r["intersection"], r["union"]) for r in records] == [(I0, U0), (0, U1), (0, 0), (0, U3)]
     assert records[0]["objects"][1] == {"bbox": [300, 100, 399, 199], "point": [349, 149], "score": pytest.approx(0.9)}
     assert records[1]["ok"] is False and "no <answer>" in records[1]["error"]
@@ -112,11 +115,16 @@ def test_resume_and_settings_guard(data, tmp_path):
     assert full.resumed == 2 and reasoner2.generate_calls == 2
     again = evaluate(*_pipeline()[:1], read_eval_set(data), progress=False, no_target=True)
     assert (full.giou, full.ciou, full.n_acc, full.box_accuracy) == (again.giou, again.ciou, again.n_acc, again.box_accuracy)
-    with pytest.raises(ValueError, match="written with"):
+    # one resume mechanism: the header's provenance holds the format and the switches
+    with pytest.raises(ResultsMismatch, match="no_target True -> False"):
         evaluate(_pipeline()[0], read_eval_set(data), out, progress=False, no_target=False)
+    with pytest.raises(ResultsMismatch, match="box_metric 'any' -> 'any-or-enclosing'"):
+        evaluate(_pipeline()[0], read_eval_set(data), out, progress=False, no_target=True, box_metric="any-or-enclosing")
     single = ReasoningPipeline(ScriptedReasoner(""), BoxSegmenter())
-    with pytest.raises(ValueError, match="multi-object evaluation"):
+    with pytest.raises(ResultsMismatch, match="answer_format 'multi' -> 'single'"):
         evaluate(single, read_eval_set(data), out, progress=False)
+    restarted = evaluate(_pipeline()[0], read_eval_set(data), out, progress=False, restart=True)
+    assert restarted.resumed == 0 and restarted.count == 3
     with pytest.raises(ValueError, match="apply to multi-object answers"):
         evaluate(single, read_eval_set(data), progress=False, no_target=True)
 
@@ -182,9 +190,13 @@ def test_eval_cli_multi_on_the_tiny_torch_models(tiny_models, tmp_path, capsys):
     code = main([*args, "--answer-format", "multi", "--no-target", "--box-metric", "any-or-enclosing"])
     printed = capsys.readouterr().out
     assert code == 0 and "gIoU=" in printed and "n=" in printed
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    header, *records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 2
-    assert all(r["settings"] == {"answer_format": "multi", "no_target": True, "box_metric": "any-or-enclosing"} for r in records)
+    recorded = {k: header["provenance"][k] for k in ("answer_format", "no_target", "box_metric")}
+    assert recorded == {"answer_format": "multi", "no_target": True, "box_metric": "any-or-enclosing"}
+    # the same file under other switches is refused before any model loads
+    assert main([*args, "--answer-format", "multi"]) == 2
+    assert "no_target True -> False" in capsys.readouterr().err
     # a random tiny model rarely closes its tags in 6 tokens: every row is scored, failures included
     assert all((r["iou"] is not None) for r in records)
 

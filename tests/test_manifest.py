@@ -10,11 +10,17 @@ from segzero_edge.manifest import FORMAT_VERSION, EngineError, read_manifest, wr
 
 @pytest.fixture
 def engine_dir(tmp_path):
+    """A segmenter-only engine directory (the stub engine's segmenter graphs)."""
+    pytest.importorskip("onnx")
+    from segzero_edge.graphs.segmenter_io import default_meta
+    from segzero_edge.testing.stub_engine import write_stub_engine
+
+    stub = write_stub_engine(tmp_path / "stub")
     root = tmp_path / "engines"
     (root / "segmenter").mkdir(parents=True)
-    (root / "segmenter" / "encoder.onnx").write_bytes(b"\x08\x01graph-a")
-    (root / "segmenter" / "decoder.onnx").write_bytes(b"\x08\x01graph-b")
-    write_manifest(root, sources={"segmenter": "tiny"}, components={"segmenter": {"precision": "fp32"}})
+    for name in ("encoder.onnx", "decoder.onnx"):
+        (root / "segmenter" / name).write_bytes((stub / "segmenter" / name).read_bytes())
+    write_manifest(root, sources={"segmenter": "tiny"}, components={"segmenter": {**default_meta(), "precision": {"encoder": "fp32"}}})
     return root
 
 
@@ -22,12 +28,15 @@ def test_round_trip(engine_dir):
     m = read_manifest(engine_dir)
     assert m.format_version == FORMAT_VERSION and m.data["package_version"] == __version__
     assert set(m.data["files"]) == {"segmenter/encoder.onnx", "segmenter/decoder.onnx"}
-    assert m.component("segmenter")["precision"] == "fp32"
-    assert m.path("segmenter/encoder.onnx").read_bytes() == b"\x08\x01graph-a"
+    assert m.component("segmenter")["precision"] == {"encoder": "fp32"}
+    assert m.path("segmenter/encoder.onnx") == (engine_dir / "segmenter" / "encoder.onnx").resolve()
 
 
 def test_tampered_file_is_refused(engine_dir):
-    (engine_dir / "segmenter" / "decoder.onnx").write_bytes(b"\x08\x01graph-c")  # same size, other bytes
+    path = engine_dir / "segmenter" / "decoder.onnx"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # same size, other bytes
+    path.write_bytes(bytes(data))
     with pytest.raises(EngineError, match=r"altered: .*decoder\.onnx"):
         read_manifest(engine_dir)
 

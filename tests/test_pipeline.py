@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 from fakes import BoxSegmenter, ScriptedReasoner, answer_text
 from PIL import Image
+from protocols import assert_reasoner, assert_segmenter
 
 from segzero_edge.images import ImageError
-from segzero_edge.pipeline import MAX_QUERY_CHARS, Reasoner, ReasoningPipeline, Segmenter
+from segzero_edge.pipeline import (
+    BYTES_PER_TOKEN,
+    MAX_QUERY_TOKENS,
+    Generation,
+    Reasoner,
+    ReasoningPipeline,
+    Segmenter,
+)
 
 
 def _pipeline(text) -> tuple[ReasoningPipeline, ScriptedReasoner, BoxSegmenter]:
@@ -16,8 +24,46 @@ def _pipeline(text) -> tuple[ReasoningPipeline, ScriptedReasoner, BoxSegmenter]:
     return ReasoningPipeline(reasoner, segmenter), reasoner, segmenter
 
 
-def test_fakes_satisfy_protocols():
-    assert isinstance(ScriptedReasoner("x"), Reasoner) and isinstance(BoxSegmenter(), Segmenter)
+def test_fakes_satisfy_the_protocols_as_the_pipeline_uses_them():
+    image = np.zeros((60, 80, 3), np.uint8)
+    assert_reasoner(ScriptedReasoner("x"), image)
+    assert_segmenter(BoxSegmenter(), image, [10, 10, 50, 40], [[20, 20], [30, 30]])
+
+
+class _NoQuery:
+    def encode_image(self, image):
+        return image
+
+    def generate(self, encoded):
+        return Generation("x")
+
+
+class _TupleAnswer:
+    def encode_image(self, image):
+        return image
+
+    def generate(self, encoded, query):
+        return ("x", 0.0, 0.0, 1)
+
+
+class _FlatMasks:
+    def encode(self, image):
+        return image.shape[:2]
+
+    def decode(self, embedding, box, points):
+        return np.zeros(embedding, bool), np.zeros(1, np.float32)
+
+
+def test_protocol_checks_catch_what_isinstance_lets_through():
+    """A runtime_checkable isinstance looks at method names only; the checks call the methods."""
+    image = np.zeros((60, 80, 3), np.uint8)
+    for bad in (_NoQuery(), _TupleAnswer()):
+        assert isinstance(bad, Reasoner)
+        with pytest.raises(AssertionError):
+            assert_reasoner(bad, image)
+    assert isinstance(_FlatMasks(), Segmenter)
+    with pytest.raises(AssertionError):
+        assert_segmenter(_FlatMasks(), image, [10, 10, 50, 40], [[20, 20]])
 
 
 def test_chain_rescales_and_keeps_the_best_mask():
@@ -62,7 +108,7 @@ def test_unparseable_answer_is_not_ok(text):
     assert seg.encode_calls == 0  # no segmenter work for a failed parse
 
 
-@pytest.mark.parametrize("query,reason", [("", "empty"), (" . ", "empty"), ("x" * (MAX_QUERY_CHARS + 1), "limit")])
+@pytest.mark.parametrize("query,reason", [("", "empty"), (" . ", "empty"), ("x" * (MAX_QUERY_TOKENS * BYTES_PER_TOKEN + 1), "limit")])
 def test_bad_queries_are_not_ok(query, reason):
     pipe, reasoner, _ = _pipeline(answer_text([1, 1, 5, 5], [2, 2], [3, 3]))
     r = pipe.segment(np.zeros((10, 10, 3), np.uint8), query)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from segzero_edge.runtime.qwen_preprocess import (
+
+from segzero_edge.graphs.qwen_preprocess import (
     QwenImageConfig,
     num_image_tokens,
     preprocess_image,

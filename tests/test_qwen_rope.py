@@ -7,7 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
-from segzero_edge.runtime.qwen_rope import (  # noqa: E402
+
+from segzero_edge.graphs.qwen_rope import (  # noqa: E402
     decode_position_ids,
     decode_position_ids_from_deltas,
     rope_index,

@@ -11,15 +11,16 @@ import pytest
 pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from segzero_edge.export.quantize_reasoner import convert_precision, file_bytes  # noqa: E402
+from segzero_edge.export.onnx_io import onnx_bytes  # noqa: E402
+from segzero_edge.export.precision import convert  # noqa: E402
 from segzero_edge.export.reasoner import export_reasoner  # noqa: E402
+from segzero_edge.export.reasoner_text import PRECISION_POLICY  # noqa: E402
 from segzero_edge.export.verify_reasoner import verify_reasoner  # noqa: E402
-from segzero_edge.runtime import reasoner_text_io as io  # noqa: E402
-from segzero_edge.runtime.reasoner import OrtReasoner  # noqa: E402
-from segzero_edge.runtime.tokenizer import PromptTokenizer  # noqa: E402
-
+from segzero_edge.graphs import reasoner_text_io as io  # noqa: E402
 from segzero_edge.models.reasoner import GenerationConfig, TorchReasoner  # noqa: E402
 from segzero_edge.prompts import chat_messages  # noqa: E402
+from segzero_edge.runtime.reasoner import OrtReasoner  # noqa: E402
+from segzero_edge.runtime.tokenizer import PromptTokenizer  # noqa: E402
 
 QUERIES = (
     "the red circle",
@@ -115,7 +116,7 @@ def test_metadata_describes_the_model(fp32_engine, torch_reasoner):
     assert meta["precision"] == {"vision": "fp32", "embed": "fp32", "decoder": "fp32"}
     for name, file in meta["files"].items():
         assert (out / file).is_file(), name
-    assert meta["bytes"]["decoder"] == file_bytes(out / "decoder.onnx")
+    assert meta["bytes"]["decoder"] == onnx_bytes(out / "decoder.onnx")
 
 
 @pytest.mark.parametrize("query", QUERIES)
@@ -140,7 +141,7 @@ def _converted(fp32_dir, tmp_path, precision: str):
     for name in ("vision.onnx", "tokenizer.json"):
         shutil.copy(fp32_dir / name, out / name)
     for name in ("embed.onnx", "decoder.onnx"):
-        convert_precision(fp32_dir / name, out / name, precision)
+        convert(fp32_dir / name, out / name, precision, PRECISION_POLICY)
     return out
 
 
@@ -149,11 +150,11 @@ def test_quantized_text_graphs_run_and_report_agreement(fp32_engine, torch_reaso
     int8/int4 on random weights only "far from unrelated" is a sound bar: an unrelated model
     scores cosine ~0 and top-1 at chance (1/1664); trained checkpoints are far closer."""
     fp32_dir, meta = fp32_engine
-    sizes = {"fp32": file_bytes(fp32_dir / "decoder.onnx")}
+    sizes = {"fp32": onnx_bytes(fp32_dir / "decoder.onnx")}
     reports = {}
     for precision in ("fp16", "int8", "int4"):
         out = _converted(fp32_dir, tmp_path, precision)
-        sizes[precision] = file_bytes(out / "decoder.onnx")
+        sizes[precision] = onnx_bytes(out / "decoder.onnx")
         m = {**meta, "precision": {**meta["precision"], "embed": precision, "decoder": precision}}
         runtime = OrtReasoner.from_dir(out, meta=m, threads=2)
         reports[precision] = verify_reasoner(torch_reasoner, runtime, n_pairs=2, max_new_tokens=24, seed=1)

@@ -10,6 +10,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from protocols import assert_accepts
+
+from segzero_edge.pipeline import Generation, Reasoner
 from segzero_edge.runtime.decoder import (
     GenerationConfig,
     KVCache,
@@ -17,8 +20,6 @@ from segzero_edge.runtime.decoder import (
     repetition_penalty,
     top_p_filter,
 )
-
-from segzero_edge.pipeline import Generation, Reasoner
 
 QUERY = "the red circle"
 
@@ -84,7 +85,8 @@ def test_int4_graphs_hold_matmulnbits_and_block_quantized_gather(int4_engine):
 
 
 def test_generate_is_a_reasoner_with_timings(runtime, encoded):
-    assert isinstance(runtime, Reasoner)
+    assert_accepts(runtime.encode_image, Reasoner.encode_image)
+    assert_accepts(runtime.generate, Reasoner.generate)
     g = runtime.generate(encoded, QUERY)
     assert isinstance(g, Generation)
     assert 1 <= g.tokens <= 32 and g.prefill_ms > 0 and g.decode_ms >= 0
@@ -223,7 +225,7 @@ def test_logits_processing_matches_transformers():
 def test_runtime_modules_are_torch_free():
     code = (
         "import sys\nimport segzero_edge.runtime.reasoner, segzero_edge.runtime.decoder, "
-        "segzero_edge.runtime.tokenizer, segzero_edge.runtime.reasoner_text_io\n"
+        "segzero_edge.runtime.tokenizer, segzero_edge.graphs.reasoner_text_io\n"
         "print(' '.join(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -7,6 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from protocols import assert_accepts  # noqa: E402
+
 from segzero_edge.models.reasoner import GenerationConfig, TorchEncoded, TorchReasoner  # noqa: E402
 from segzero_edge.pipeline import Generation, Reasoner  # noqa: E402
 from segzero_edge.prompts import chat_messages, user_prompt  # noqa: E402
@@ -28,7 +30,8 @@ def enc(reasoner, image) -> TorchEncoded:
 
 
 def test_is_a_reasoner_and_encodes_to_840(reasoner, enc):
-    assert isinstance(reasoner, Reasoner)
+    assert_accepts(reasoner.encode_image, Reasoner.encode_image)
+    assert_accepts(reasoner.generate, Reasoner.generate)
     assert isinstance(enc, TorchEncoded)
     assert enc.image.size == (840, 840)
     # 840 = 30 * 28 -> 60x60 patches of 14 px, 3 * 2 * 14 * 14 values each

@@ -6,13 +6,16 @@ from __future__ import annotations
 import collections
 
 import numpy as np
-import onnx
 import pytest
-import torch
-from segmenter_helpers import exported, ort_segmenter, scratch, torch_segmenter
-from segzero_edge.export import segmenter as export_mod
-from segzero_edge.export.verify_segmenter import THRESHOLDS, ParityThresholds, verify_segmenter
-from segzero_edge.runtime import segmenter_io as io
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from segmenter_helpers import exported, ort_segmenter, scratch, torch_segmenter  # noqa: E402
+
+from segzero_edge.export import segmenter as export_mod  # noqa: E402
+from segzero_edge.export.verify_segmenter import THRESHOLDS, ParityThresholds, verify_segmenter  # noqa: E402
+from segzero_edge.graphs import segmenter_io as io  # noqa: E402
 
 # Figures measured on the tiny model (6 images × 4 prompts, seed 1) when the bounds were set:
 #   fp32: max|Δlogit| 1.0e-3 of |logit| ≤ 125 (rel 8e-6), mask IoU min 1.0, same mask 100%
@@ -140,7 +143,9 @@ def test_mask_input_is_used_only_when_flagged():
 
 
 def test_external_data_for_large_graphs(monkeypatch):
-    monkeypatch.setattr(export_mod, "EXTERNAL_DATA_THRESHOLD", 0)
+    from segzero_edge.export import onnx_io
+
+    monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_THRESHOLD", 0)
     out = scratch("external") / io.DECODER_FILE
     export_mod.export_segmenter_decoder(torch_segmenter().model, out)
     assert out.with_name(out.name + ".data").is_file()
@@ -194,6 +199,7 @@ def test_parity_thresholds_validate():
 
 
 def test_plan_config_and_missing_tensorrt():
+    from segzero_edge.export.plans import build_segmenter_plans
     from segzero_edge.export.tensorrt import PlanConfig, build_plan
 
     with pytest.raises(ValueError, match="workspace_gib"):
@@ -206,18 +212,19 @@ def test_plan_config_and_missing_tensorrt():
         with pytest.raises(ImportError, match=r"segzero-edge\[trt\]"):
             build_plan(exported("fp32")[0] / io.DECODER_FILE, scratch("trt") / "x.plan")
     with pytest.raises(ValueError, match="fp32/fp16"):
-        export_mod.build_segmenter_plans(exported("int8")[0], scratch("trt"), meta=exported("int8")[1])
+        build_segmenter_plans(exported("int8")[0], scratch("trt"), meta=exported("int8")[1])
 
 
 @pytest.mark.trt
 @pytest.mark.gpu
 def test_tensorrt_plans_match_pytorch():
     pytest.importorskip("tensorrt")
+    from segzero_edge.export.plans import build_segmenter_plans
     from segzero_edge.runtime.trt_segmenter import TrtSegmenter
 
     folder, meta = exported("fp32")
     plans = scratch("plans")
-    entry = export_mod.build_segmenter_plans(
+    entry = build_segmenter_plans(
         folder, plans, meta=meta, fp16=False, timing_cache=plans / "timing.cache"
     )
     segmenter = TrtSegmenter.from_dir(plans, meta=meta, plans=entry)

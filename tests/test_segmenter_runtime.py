@@ -10,20 +10,21 @@ import sys
 import numpy as np
 import pytest
 from fakes import ScriptedReasoner, answer_text
+from protocols import assert_segmenter
 from segmenter_helpers import exported, image, ort_segmenter, scratch, torch_segmenter
-from segzero_edge.export.verify_segmenter import mask_iou
-from segzero_edge.runtime import providers
-from segzero_edge.runtime import segmenter_io as io
-from segzero_edge.runtime.segmenter import OrtSegmenter, check_meta
 
+from segzero_edge.export.verify_segmenter import mask_iou
+from segzero_edge.graphs import segmenter_io as io
 from segzero_edge.manifest import EngineError, write_manifest
-from segzero_edge.pipeline import ReasoningPipeline, Segmenter
+from segzero_edge.pipeline import ReasoningPipeline
+from segzero_edge.runtime import providers
+from segzero_edge.runtime.segmenter import OrtSegmenter, check_meta
 
 
 def test_runtime_modules_are_torch_free():
     code = (
         "import sys\nimport segzero_edge.runtime.segmenter, segzero_edge.runtime.trt_segmenter, "
-        "segzero_edge.runtime.sam_preprocess, segzero_edge.runtime.providers\n"
+        "segzero_edge.graphs.sam_preprocess, segzero_edge.runtime.providers\n"
         "print(' '.join(m for m in ('torch', 'transformers', 'tensorrt') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -44,6 +45,10 @@ def test_provider_names_and_missing_providers():
             providers.check_provider("tensorrt")
     with pytest.raises(ValueError, match="optimization"):
         providers.session_options(optimization="max")
+    assert providers.PROVIDERS == ("cpu", "cuda", "tensorrt")
+    key = "session.intra_op.allow_spinning"  # the text graphs turn spinning off (see session_options)
+    assert providers.session_options(spin=False).get_session_config_entry(key) == "0"
+    assert providers.session_options(spin=True).get_session_config_entry(key) == "1"
 
 
 def _engine_dir(name: str):
@@ -88,8 +93,8 @@ def test_wrong_graphs_and_metadata_are_refused():
 
 def test_protocol_shapes_and_encode_once_decode_many():
     seg = ort_segmenter("fp32")
-    assert isinstance(seg, Segmenter)
     img = image(333, 517, seed=6)
+    assert_segmenter(seg, img, [20, 30, 400, 300], [[100, 100], [200, 250]])
     embedding = seg.encode(img)
     assert embedding.height == 333 and embedding.width == 517
     first = seg.decode(embedding, [20, 30, 400, 300], [[100, 100], [200, 250]])

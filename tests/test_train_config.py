@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from segzero_edge.train.config import TrainConfig, config_from_dict, load_config, save_config
 
 from segzero_edge.rewards import SEG_ZERO_COMPONENTS
+from segzero_edge.train.config import TrainConfig, config_from_dict, load_config, save_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 
@@ -102,6 +102,7 @@ def test_every_field_has_help():
 
 
 def test_grpo_args_set_the_recipe_explicitly():
+    pytest.importorskip("trl")  # the trainer needs the [train] stack
     from segzero_edge.train.trainer import grpo_args
 
     c = load_config(CONFIGS / "seg_zero_7b_qlora.yaml", ["min_completion_length=1300"])
@@ -124,6 +125,7 @@ def test_grpo_args_set_the_recipe_explicitly():
 
 
 def test_optimizer_fallback_on_cpu_is_announced():
+    pytest.importorskip("trl")  # the trainer needs the [train] stack
     from segzero_edge.train.trainer import effective_optim
 
     assert effective_optim("paged_adamw_8bit", "cuda") == ("paged_adamw_8bit", None)
@@ -133,6 +135,7 @@ def test_optimizer_fallback_on_cpu_is_announced():
 
 
 def test_lora_targets_the_language_model_only():
+    pytest.importorskip("trl")  # the trainer needs the [train] stack
     from segzero_edge.train.model import lora_target_regex, quantization_config
 
     c = load_config(CONFIGS / "seg_zero_3b_qlora.yaml")

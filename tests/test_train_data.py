@@ -11,6 +11,8 @@ from PIL import Image
 
 datasets = pytest.importorskip("datasets")
 
+from segzero_edge.geometry import mask_bbox, reference_points  # noqa: E402
+from segzero_edge.prompts import SYSTEM_PROMPT, user_prompt  # noqa: E402
 from segzero_edge.train.config import load_config  # noqa: E402
 from segzero_edge.train.data import (  # noqa: E402
     detect_layout,
@@ -20,9 +22,6 @@ from segzero_edge.train.data import (  # noqa: E402
     synthetic_mask_dataset,
     to_mask,
 )
-
-from segzero_edge.geometry import mask_bbox, reference_points  # noqa: E402
-from segzero_edge.prompts import SYSTEM_PROMPT, user_prompt  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 

@@ -15,14 +15,13 @@ from PIL import Image
 
 datasets = pytest.importorskip("datasets")
 
+from segzero_edge.multi_truth import ObjectTruth, instance_truth, parse_solution_multi, solution_json  # noqa: E402
+from segzero_edge.prompts import SYSTEM_PROMPT, training_user_text  # noqa: E402
+from segzero_edge.rewards_multi import REWARDS_MULTI, VISION_REASONER_COMPONENTS, vision_reasoner  # noqa: E402
 from segzero_edge.train.config import load_config  # noqa: E402
 from segzero_edge.train.data import prepare_dataset  # noqa: E402
 from segzero_edge.train.data_multi import synthetic_multi_dataset  # noqa: E402
 from segzero_edge.train.rewards import make_reward, reward_functions  # noqa: E402
-
-from segzero_edge.multi_truth import ObjectTruth, instance_truth, parse_solution_multi, solution_json  # noqa: E402
-from segzero_edge.prompts import SYSTEM_PROMPT, training_user_text  # noqa: E402
-from segzero_edge.rewards_multi import REWARDS_MULTI, VISION_REASONER_COMPONENTS, vision_reasoner  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 
@@ -135,8 +134,9 @@ def test_training_prompt_is_seg_zeros_multi_training_prompt(tiny_models):
     """What GRPOTrainer renders from our row (TRL inserts the image before the user text) is
     the prompt Seg-Zero's rl_dataset.py renders: user content "<image>\\n" + template, the
     <image> expanded to the vision tokens."""
-    from segzero_edge.train.model import load_processor
     from trl.data_utils import prepare_multimodal_messages
+
+    from segzero_edge.train.model import load_processor
 
     prepared, _ = prepare_dataset(synthetic_multi_dataset(1, seed=4), answer_format="multi", image_size=112, system_prompt=SYSTEM_PROMPT)
     row = prepared[0]
@@ -155,6 +155,7 @@ def test_training_prompt_is_seg_zeros_multi_training_prompt(tiny_models):
 
 def test_tiny_multi_run_logs_every_component(tmp_path):
     import torch
+
     from segzero_edge.train.trainer import run_training
 
     threads = torch.get_num_threads()

@@ -6,9 +6,9 @@ import sys
 import types
 
 import pytest
-from segzero_edge.train.rewards import completion_text, import_reward, make_reward, reward_functions
 
 from segzero_edge.rewards import REWARDS, SEG_ZERO_COMPONENTS, seg_zero
+from segzero_edge.train.rewards import completion_text, import_reward, make_reward, reward_functions
 
 GOOD = '<think>the mug</think><answer>{"bbox": [100,100,200,200], "points_1": [120,130], "points_2": [180,170]}</answer>'
 TEXTS = [

@@ -20,12 +20,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 pytest.importorskip("bitsandbytes")
 
-from segzero_edge.train.config import load_config  # noqa: E402
-from segzero_edge.train.rewards import completion_text, reward_functions  # noqa: E402
-from segzero_edge.train.trainer import build_trainer, run_training  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from segzero_edge.rewards import SEG_ZERO_COMPONENTS  # noqa: E402
+from segzero_edge.testing import cached_tiny_models  # noqa: E402
+from segzero_edge.train.config import load_config  # noqa: E402
+from segzero_edge.train.rewards import completion_text, reward_functions  # noqa: E402
+from segzero_edge.train.trainer import build_trainer, run_training  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "train" / "configs" / "tiny_cpu.yaml"
@@ -43,7 +44,8 @@ def one_thread():
 
 
 def tiny_config(out: Path, *overrides: str):
-    return load_config(TINY, [f"output_dir={out}", *overrides])
+    """tiny_cpu.yaml with the tiny model's directory (the CLI resolves `model: tiny`; Python callers pass a dir)."""
+    return load_config(TINY, [f"output_dir={out}", f"model={cached_tiny_models().reasoner}", *overrides])
 
 
 def text_length(completions, **_):
@@ -152,6 +154,7 @@ def test_checkpoint_and_run_records(qlora_run):
 
 def test_plot(qlora_run):
     from PIL import Image
+
     from segzero_edge.train.plot import plot_run, plotted_columns
 
     png = plot_run(qlora_run.out)
@@ -265,12 +268,12 @@ def test_mean_reward_rises_on_a_reachable_toy_reward(tmp_path):
 def test_merged_model_equals_the_peft_model(tmp_path, tiny_models):
     from peft import get_peft_model
     from PIL import Image
-    from segzero_edge.train.config import save_config
-    from segzero_edge.train.merge import merge_adapter
-    from segzero_edge.train.model import load_processor, lora_config
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from segzero_edge.prompts import chat_messages
+    from segzero_edge.train.config import save_config
+    from segzero_edge.train.merge import merge_adapter
+    from segzero_edge.train.model import load_processor, lora_config
 
     run = tmp_path / "run"
     run.mkdir()
@@ -355,11 +358,11 @@ def test_merge_then_export(tmp_path, tiny_models):
 def test_training_prompt_is_the_inference_prompt(tiny_models):
     """What GRPOTrainer tokenizes (our row + TRL's image insertion) is exactly the Seg-Zero
     prompt that inference builds with `segzero_edge.prompts.chat_messages`."""
-    from segzero_edge.train.data import prepare_dataset, synthetic_mask_dataset
-    from segzero_edge.train.model import load_processor
     from trl.data_utils import prepare_multimodal_messages
 
     from segzero_edge.prompts import SYSTEM_PROMPT, chat_messages
+    from segzero_edge.train.data import prepare_dataset, synthetic_mask_dataset
+    from segzero_edge.train.model import load_processor
 
     rows, _ = prepare_dataset(synthetic_mask_dataset(1, seed=4), image_size=112, system_prompt=SYSTEM_PROMPT)
     row = rows[0]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from segzero_edge.cli.dataclass_args import apply_overrides, parse_value
+from segzero_edge.dataclass_args import apply_overrides, parse_value
 from segzero_edge.prompts import REASONER_SIZE, SYSTEM_PROMPT
 from segzero_edge.rewards import REWARDS, SEG_ZERO_COMPONENTS
 from segzero_edge.rewards_multi import REWARDS_MULTI, VISION_REASONER_COMPONENTS
@@ -33,7 +33,7 @@ class TrainConfig:
     # --- what to train on -------------------------------------------------------------
     model: str = field(
         default="Qwen/Qwen2.5-VL-3B-Instruct",
-        metadata={"help": "base reasoner: a Hub id, a local HF dir, or 'tiny' (the tiny random test model)"},
+        metadata={"help": "base reasoner: a Hub id, a local HF dir, or 'tiny' (the tiny random test model; `segzero-edge train` resolves it)"},
     )
     data: str = field(
         default="",

@@ -135,7 +135,7 @@ def to_rgb(value: Any, root: Path | None = None) -> np.ndarray:
     """One image cell (bytes, {"bytes": ...}, path, PIL or array) → RGB uint8 HxWx3."""
     if value is None:
         raise ImageError("image is missing")
-    return load_image(_open_image_value(value, root))
+    return load_image(_open_image_value(value, root), exif=False)  # GT masks are on stored pixels
 
 
 def to_mask(value: Any, root: Path | None = None) -> np.ndarray:

@@ -36,12 +36,17 @@ def torch_dtype(name: str) -> Any:
 
 
 def resolve_model_path(model: str) -> str:
-    """'tiny' → the cached tiny random reasoner dir; anything else is passed through (Hub id or dir)."""
-    if model != "tiny":
-        return model
-    from segzero_edge.testing import cached_tiny_models
+    """The base model as given (a Hub id or a local Hugging Face dir).
 
-    return str(cached_tiny_models().reasoner)
+    'tiny' (the tiny random test model of `train/configs/tiny_cpu.yaml`) is resolved by the
+    caller: `segzero-edge train` does it, so training never depends on the test helpers.
+    """
+    if model == "tiny":
+        raise ValueError(
+            "model 'tiny' is resolved by `segzero-edge train`; from Python pass the tiny model's directory "
+            "(segzero_edge.testing.cached_tiny_models().reasoner)"
+        )
+    return model
 
 
 def load_processor(path: str) -> ProcessorMixin:
@@ -71,7 +76,7 @@ def quantization_config(config: TrainConfig) -> BitsAndBytesConfig | None:
 
 
 def skip_patterns(modules: list[str]) -> list[str]:
-    """Module names → patterns transformers' quantizer skips at any depth.
+    r"""Module names → patterns transformers' quantizer skips at any depth.
 
     transformers 5 matches skip entries from the start of the full module name or as a suffix,
     so a bare "visual" no longer skips `model.visual.blocks.0.attn.qkv` (it did in 4.x, by

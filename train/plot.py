@@ -96,5 +96,11 @@ def plot_run(run: str | Path, out: str | Path | None = None) -> Path:
         x0, y0 = (i % COLUMNS) * PANEL_W, 24 + (i // COLUMNS) * PANEL_H
         _draw_panel(draw, x0, y0, name, steps, [row[name] for row in rows], font)  # type: ignore[misc]
     out = Path(out) if out is not None else run / "metrics.png"
-    image.save(out)
+    import io
+
+    from segzero_edge.safe_write import atomic_write_bytes
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write_bytes(out, buf.getvalue(), "--out")
     return out

@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import checkpoints
 from .callbacks import MetricsCsvCallback, SignalCheckpointCallback
 from .config import TrainConfig, save_config
 from .data import load_train_dataset
@@ -145,17 +146,33 @@ def grpo_args(config: TrainConfig, *, device: str, optim: str) -> GRPOConfig:
 
 
 def last_checkpoint(output_dir: str | Path) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    out = Path(output_dir)
-    found = get_last_checkpoint(str(out)) if out.is_dir() else None
-    return Path(found) if found else None
+    """The newest *complete* checkpoint of a run (incomplete folders are never picked)."""
+    return checkpoints.scan(output_dir).newest
 
 
-def _check_resume(config: TrainConfig, resume: bool) -> Path | None:
-    found = last_checkpoint(config.output_dir)
+def _main_process() -> bool:
+    # before accelerate starts, the launcher's environment says which process this is
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+def _check_resume(config: TrainConfig, resume: bool) -> checkpoints.Scan:
+    """The run folder's checkpoints after tidying (`checkpoints.prepare_resume`); `.newest`
+    is where to resume. Refuses --resume without a complete checkpoint, and a fresh start
+    over one."""
+    found_all = checkpoints.prepare_resume(config.output_dir, tidy=_main_process())
+    found = found_all.newest
+    if found_all.incomplete:
+        skipped = ", ".join(p.name for p in found_all.incomplete)
+        logger.warning(
+            "%s: skipped incomplete checkpoint(s) %s; %s", config.output_dir, skipped,
+            f"resuming from {found.name}" if found is not None else "no complete checkpoint remains",
+        )
     if resume and found is None:
-        raise FileNotFoundError(f"--resume: no checkpoint-* in {config.output_dir}; start without --resume")
+        raise FileNotFoundError(
+            f"--resume: no checkpoint to resume in {config.output_dir} (no complete checkpoint-*)"
+            + (f" (skipped incomplete {', '.join(p.name for p in found_all.incomplete)})" if found_all.incomplete else "")
+            + "; start without --resume"
+        )
     if not resume and found is not None:
         raise FileExistsError(
             f"{config.output_dir} already holds {found.name}: pass --resume to continue that run, "
@@ -172,7 +189,7 @@ def _check_resume(config: TrainConfig, resume: bool) -> Path | None:
             logger.warning(
                 "resuming with changed settings %s (saved in %s): the run mixes two recipes", risky, saved
             )
-    return found
+    return found_all
 
 
 def build_trainer(
@@ -187,7 +204,8 @@ def build_trainer(
     `rewards` replaces the config's reward list with TRL-form functions (programmatic use).
     """
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    checkpoint = _check_resume(config, resume)
+    found = _check_resume(config, resume)
+    checkpoint = found.newest
     device = resolve_device(config.device)
     optim, optim_note = effective_optim(config.optim, device)
     if optim_note:
@@ -201,7 +219,8 @@ def build_trainer(
     names = [getattr(f, "__name__", type(f).__name__) for f in funcs]
     processor = load_processor(model_path)
     model = load_policy(config, model_path, device)
-    trainer = GRPOTrainer(
+    # checkpoints are written to a staging folder and renamed into place complete
+    trainer = checkpoints.atomic_trainer(GRPOTrainer)(
         model=model,
         reward_funcs=funcs,
         args=grpo_args(config, device=device, optim=optim),
@@ -235,6 +254,7 @@ def build_trainer(
             "skipped": dict(report.skipped),
         },
         "resumed_from": str(checkpoint) if checkpoint else None,
+        "skipped_incomplete_checkpoints": [p.name for p in found.incomplete],
         "versions": _versions(),
     }
     logger.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))

@@ -129,3 +129,67 @@ def warmup_cosine_lr(step: int, total: int, peak: float, warmup: int, floor: flo
 def set_lr(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+# --- resumable training state ------------------------------------------------------------------
+
+
+def cpu_bf16(device: str, enabled: bool = True) -> bool:
+    """bf16 autocast on the CPU where the CPU has native bf16 (AVX-512 BF16 / AMX): measured 2.8x
+    faster than fp32 for the reasoner's language model on this 2-core box, with the loss curve
+    checked against fp32 (recipes/embedded/README.md). On CUDA autocast is always bf16."""
+    if not enabled:
+        return False
+    if device == "cuda":
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class Resumable:
+    """A training loop's state in one file (`path`): model and optimizer state, step, RNG
+    states and the log. Written atomically (temp file + rename) every `every_s` seconds and
+    at the end, so a killed stage resumes from its last save and never from a torn file.
+    Loaded with `torch.load(weights_only=True)`: tensors, numbers, strings and containers only."""
+
+    def __init__(self, path: Path, every_s: float = 180.0) -> None:
+        self.path = Path(path)
+        self.every_s = every_s
+        self._last = time.monotonic()
+
+    def restore(self, model, opt, rng=None) -> tuple[int, list[dict[str, Any]]]:
+        """(step, log) of the saved state loaded into `model`/`opt`/`rng`, or (0, []) when none."""
+        import torch
+
+        if not self.path.is_file():
+            return 0, []
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if rng is not None and "numpy_rng" in state:
+            rng.bit_generator.state = json.loads(state["numpy_rng"])
+        print(f"[resume] {self.path} at step {state['step']}", flush=True)
+        return int(state["step"]), list(state["log"])
+
+    def save(self, step: int, model, opt, rng=None, log: list[dict[str, Any]] | None = None) -> None:
+        import torch
+
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                 "torch_rng": torch.get_rng_state(), "log": list(log or [])}
+        if rng is not None:
+            state["numpy_rng"] = json.dumps(rng.bit_generator.state)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+        self._last = time.monotonic()
+
+    def maybe_save(self, step: int, model, opt, rng=None, log: list[dict[str, Any]] | None = None) -> bool:
+        if time.monotonic() - self._last < self.every_s:
+            return False
+        self.save(step, model, opt, rng, log)
+        return True

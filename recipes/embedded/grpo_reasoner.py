@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import hardware, timed, write_json
+from common import cpu_bf16, hardware, timed, write_json
 from reasoner_arch import copy_processor_files
 
 
@@ -64,23 +64,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+
     from segzero_edge.train.config import load_config, save_config
-    from segzero_edge.train.trainer import RUN_INFO_FILE, build_trainer
+    from segzero_edge.train.trainer import RUN_INFO_FILE, build_trainer, last_checkpoint
 
     config = load_config(args.config, args.overrides)
-    if not torch.cuda.is_available() and config.bf16:
-        config = load_config(args.config, [*args.overrides, "bf16=false"])  # no bf16 autocast on CPU
+    if not torch.cuda.is_available() and config.bf16 and not cpu_bf16("cpu"):
+        config = load_config(args.config, [*args.overrides, "bf16=false"])  # this CPU has no native bf16
     out = Path(config.output_dir)
+    if (out / "grpo_report.json").is_file():
+        print(f"{out}/grpo_report.json exists: stage done", flush=True)
+        return 0
     timing = out.parent / "times.jsonl"
     device = "cuda" if torch.cuda.is_available() and config.device != "cpu" else "cpu"
+    resume = last_checkpoint(out) is not None  # a killed run continues from TRL's last checkpoint
     with timed("grpo_reasoner", timing) as rec:
-        trainer, info = build_trainer(config, extra_callbacks=[time_cap_callback(args.minutes)])
+        trainer, info = build_trainer(config, resume=resume, extra_callbacks=[time_cap_callback(args.minutes)])
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "train_config.yaml")
         (out / RUN_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        trainer.train()
+        trainer.train(resume_from_checkpoint=info["resumed_from"])
         trainer.save_model(str(out))
-        rec.update(steps=trainer.state.global_step, where=hardware(device))
+        rec.update(steps=trainer.state.global_step, where=hardware(device), resumed_from=info["resumed_from"])
     history = [h for h in trainer.state.log_history if "reward" in h]
     with timed("grpo_merge", timing):
         merged = merge(Path(config.model), out, out / "merged")
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             model = TorchReasoner.from_pretrained(merged, device=device).hf_model
             from segzero_edge.models.processor import load_processor
 
-            report["eval"] = greedy_eval(model, load_processor(merged), data_dir, args.eval_rows, 8, merged, device)
+            report["eval"] = greedy_eval(model, load_processor(merged), data_dir, args.eval_rows, 2, merged, device,
+                                         max_new_tokens=config.max_completion_length)
             rec.update(report["eval"]["val_rewards"])
         print(json.dumps(report["eval"], indent=1), flush=True)
     write_json(out / "grpo_report.json", report)

@@ -91,7 +91,7 @@ def make_data(cfg: DataConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from segzero_edge.cli.dataclass_args import add_dataclass_args, dataclass_from_args
+    from segzero_edge.dataclass_args import add_dataclass_args, dataclass_from_args
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_args(parser, DataConfig)

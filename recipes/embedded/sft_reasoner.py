@@ -1,13 +1,17 @@
-"""Supervised warm start of the embedded reasoner on the synthetic templated completions.
+"""Supervised stage of the embedded reasoner: grounded Seg-Zero completions on cached vision features.
 
-    python recipes/embedded/sft_reasoner.py --data runs/embedded/data --out runs/embedded/sft [--steps N]
+    python recipes/embedded/sft_reasoner.py --init runs/embedded/vision/model \
+        --features runs/embedded/features --data runs/embedded/data --out runs/embedded/sft
 
-A plain torch loop: a freshly initialised small Qwen2.5-VL (`reasoner_arch`) learns
-`<think>{templated reasoning}</think><answer>{bbox, points_1, points_2}</answer><|im_end|>`
-after Seg-Zero's exact chat prompt; the loss covers the completion tokens only. The images
-go through the checkpoint's own Qwen processor (840 bilinear resize, then smart-resize to
-224²) once, up front. It is meant to stop early (a warm start): GRPO is to add to it.
-At the end it greedy-decodes `eval_rows` val rows and reports the Seg-Zero reward components.
+The reasoner (`reasoner_arch`: a small Qwen2.5-VL) starts from the vision stage's checkpoint
+(pre-trained tower, fresh language model). The tower stays frozen, so each scene's features come
+from `cache_features.py` and a step is language-model only. The targets are grounded
+completions: `<think>` lists every object with its 840-space box, reasons over that list, and
+names the target with its box; `<answer>` copies that box and adds the two points. The loss
+covers the completion tokens only, after Seg-Zero's exact chat prompt. `--families` keeps only
+some query families (the perception-only recipe: `unique,attribute`). At the end it greedy-decodes
+`eval_rows` val rows through the full model (real images, the checkpoint's own processor) and
+reports parse rate, mean box IoU and Seg-Zero's reward components.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    StepBudget,
     hardware,
     pick_device,
     seed_everything,
@@ -33,32 +36,33 @@ from common import (
     warmup_cosine_lr,
     write_json,
 )
-from reasoner_arch import IMAGE_SIDE, copy_processor_files, write_init_checkpoint
+from reasoner_arch import copy_processor_files
 
 
 @dataclass
 class SftConfig:
-    data: Path = field(metadata={"help": "dataset dir from make_data.py (train.parquet, val.parquet)"})
-    out: Path = field(metadata={"help": "output checkpoint dir (HF format + processor files)"})
-    steps: int = field(default=0, metadata={"help": "optimizer steps; 0 = as many as fit in --minutes"})
-    minutes: float = field(default=3.0, metadata={"help": "time budget when --steps is 0"})
-    batch: int = field(default=64, metadata={"help": "sequences per step"})
+    init: Path = field(metadata={"help": "reasoner checkpoint to start from (pretrain_vision's model/)"})
+    features: Path = field(metadata={"help": "cache_features.py stage dir (features.f16, rows.jsonl)"})
+    data: Path = field(metadata={"help": "dataset dir with val.parquet (make_data.py) for the end-of-stage eval"})
+    out: Path = field(metadata={"help": "stage dir: model/ (HF checkpoint + processor files), state.pt, report.json"})
+    steps: int = field(default=3000, metadata={"help": "optimizer steps"})
+    batch: int = field(default=16, metadata={"help": "sequences per step"})
     lr: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate"})
-    min_lr: float = field(default=0.1, metadata={"help": "final learning rate as a share of the peak (cosine)"})
-    warmup: int = field(default=60, metadata={"help": "linear warm-up steps"})
+    min_lr: float = field(default=0.05, metadata={"help": "final learning rate as a share of the peak (cosine)"})
+    warmup: int = field(default=100, metadata={"help": "linear warm-up steps"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    max_rows: int | None = field(default=None, metadata={"help": "use at most this many train rows"})
-    eval_rows: int = field(default=64, metadata={"help": "val rows greedy-decoded at the end (0 = skip)"})
-    seed: int = field(default=0, metadata={"help": "init, data order"})
-    init: Path | None = field(default=None, metadata={"help": "continue from this checkpoint instead of a fresh init"})
-    freeze_vision: bool = field(default=False, metadata={"help": "keep the (pre-trained) vision tower fixed"})
-    image_side: int = field(default=IMAGE_SIDE, metadata={"help": "side of the image the vision tower sees (multiple of 28)"})
-    workers: int = field(default=8, metadata={"help": "image preprocessing processes"})
+    families: str = field(default="", metadata={"help": "comma-separated query families to keep (empty = all)"})
+    eval_rows: int = field(default=96, metadata={"help": "val rows greedy-decoded at the end (0 = skip)"})
+    seed: int = field(default=0, metadata={"help": "data order"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (CUDA, or a CPU with native bf16)"})
+    save_minutes: float = field(default=3.0, metadata={"help": "write the resumable state this often"})
+    log_every: int = field(default=50, metadata={"help": "log the loss every N steps"})
+    workers: int = field(default=2, metadata={"help": "image preprocessing processes for the eval"})
     device: str = field(default="auto", metadata={"help": "auto, cuda or cpu"})
 
     def __post_init__(self) -> None:
-        if self.batch < 1 or self.warmup < 1:
-            raise ValueError(f"batch and warmup must be >= 1, got {self.batch}, {self.warmup}")
+        if self.batch < 1 or self.warmup < 1 or self.steps < 1:
+            raise ValueError(f"steps, batch and warmup must be >= 1, got {self.steps}, {self.batch}, {self.warmup}")
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -210,8 +214,47 @@ def greedy_eval(model, processor, data: Path, n: int, workers: int, ckpt: Path, 
 # --- training -------------------------------------------------------------------------------
 
 
+def load_rows(features: Path, families: str) -> list[dict[str, Any]]:
+    keep = {f for f in families.split(",") if f}
+    rows = [json.loads(line) for line in (Path(features) / "rows.jsonl").open(encoding="utf-8")]
+    return [r for r in rows if not keep or r["family"] in keep]
+
+
+def tokenize_rows(processor: Any, rows: list[dict[str, Any]], n_image_tokens: int) -> list[tuple[list[int], int]]:
+    """(token ids, prompt length) per row: Seg-Zero's chat prompt + completion + <|im_end|>."""
+    tok = processor.tokenizer
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    prompts = {q: prompt_ids(processor, q, n_image_tokens) for q in {r["text"] for r in rows}}
+    answers = tok([r["completion"] for r in rows], add_special_tokens=False)["input_ids"]
+    return [(prompts[r["text"]] + a + [eos], len(prompts[r["text"]])) for r, a in zip(rows, answers, strict=True)]
+
+
+def feature_batch(indices, examples, scenes, feats, pad_id: int, image_pad_id: int, grid, device: str):
+    """A right-padded batch with the cached features of each row's scene as the image encoding."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    longest = max(len(examples[i][0]) for i in indices)
+    ids = torch.full((len(indices), longest), pad_id, dtype=torch.long)
+    labels = torch.full_like(ids, -100)
+    mask = torch.zeros_like(ids)
+    for row, i in enumerate(indices):
+        seq, n_prompt = examples[i]
+        ids[row, : len(seq)] = torch.tensor(seq)
+        labels[row, n_prompt : len(seq)] = torch.tensor(seq[n_prompt:])
+        mask[row, : len(seq)] = 1
+    image = torch.from_numpy(np.concatenate([feats[scenes[i]] for i in indices]).astype(np.float32))
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels,
+             "image_grid_thw": torch.tensor([grid] * len(indices), dtype=torch.long),
+             "mm_token_type_ids": (ids == image_pad_id).int()}
+    batch = {k: v.to(device) for k, v in batch.items()}
+    batch["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=(image.to(device),))}
+    return batch
+
+
 def train(cfg: SftConfig) -> dict[str, Any]:
     import torch
+    from common import Resumable, cpu_bf16
     from tqdm.auto import tqdm
     from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -219,56 +262,39 @@ def train(cfg: SftConfig) -> dict[str, Any]:
 
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
-    out = Path(cfg.out)
-    if cfg.init is not None:  # a second SFT leg: same processor files, weights carried on
-        init = Path(cfg.init)
-    else:
-        init = out.parent / f"{out.name}-init"
-        write_init_checkpoint(init, cfg.seed, cfg.image_side)
-    processor = load_processor(init)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
+    bf16 = cpu_bf16(device, cfg.bf16)
+    processor = load_processor(cfg.init)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(cfg.init, dtype=torch.float32).to(device).train()
+    model.model.visual.requires_grad_(False)  # frozen: its features are cached
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"reasoner: {n_params / 1e6:.2f} M parameters on {hardware(device)}", flush=True)
-
-    rows = read_rows(Path(cfg.data) / "train.parquet", ["image", "image_id", "text", "completion"], cfg.max_rows)
-    first: dict[str, int] = {}  # image_id -> unique image number (scenes carry several queries)
-    image_of = [first.setdefault(i, len(first)) for i in rows["image_id"]]
-    unique = {n: rows["image"][row]["bytes"] for row, n in reversed(list(enumerate(image_of)))}
-    pix_list, grids = preprocess_images([unique[n] for n in range(len(first))], init, cfg.workers)
-    if len({p.shape for p in pix_list}) != 1:
-        raise ValueError("all images must give the same patch grid (the generator's images are all one size)")
-    pixels = torch.from_numpy(np.stack(pix_list)).to(device)  # [U, P, 1176] float16, stays on the device
-    del pix_list
-    examples = build_examples(processor, rows, [grids[n] for n in image_of])
+    feats = np.load(Path(cfg.features) / "features.f16", mmap_mode="r")
+    n_tokens = feats.shape[1]
+    side = round(n_tokens**0.5) * 2  # patches per side
+    rows = load_rows(cfg.features, cfg.families)
+    if not rows:
+        raise ValueError(f"no rows in {cfg.features}/rows.jsonl for families {cfg.families!r}")
+    examples = tokenize_rows(processor, rows, n_tokens)
+    scenes = [r["scene"] for r in rows]
     lengths = [len(e[0]) for e in examples]
-    print(f"{len(examples)} rows on {len(first)} images, tokens per row: mean {np.mean(lengths):.0f}, "
-          f"max {max(lengths)}", flush=True)
+    print(f"reasoner: {n_params / 1e6:.2f} M parameters, bf16={bf16}, on {hardware(device)}; {len(examples)} rows on "
+          f"{len(set(scenes))} scenes, tokens per row: mean {np.mean(lengths):.0f}, max {max(lengths)}", flush=True)
     tok = processor.tokenizer
     pad, image_pad = tok.convert_tokens_to_ids("<|endoftext|>"), tok.convert_tokens_to_ids("<|image_pad|>")
-
-    model = model.to(device).train()  # after the worker pool: forked workers never see CUDA
-    if cfg.freeze_vision:
-        model.model.visual.requires_grad_(False)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
     rest = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(cfg.seed)
-    order: list[int] = []
-    budget = StepBudget(cfg.steps, cfg.minutes, probe=min(20, cfg.warmup))
-    log: list[dict[str, Any]] = []
-    bar = tqdm(desc="sft", unit="step", mininterval=5)
-    step = 0
-    while step < budget.total(step):
-        total = budget.total(step)
-        lr = warmup_cosine_lr(step, total, cfg.lr, cfg.warmup, floor=cfg.min_lr)
+    state = Resumable(Path(cfg.out) / "state.pt", cfg.save_minutes * 60)
+    step, log = state.restore(model, opt, rng)
+    bar = tqdm(desc="sft", unit="step", mininterval=10, initial=step, total=cfg.steps)
+    while step < cfg.steps:
+        lr = warmup_cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup, floor=cfg.min_lr)
         set_lr(opt, lr)
-        if len(order) < cfg.batch:
-            order += rng.permutation(len(examples)).tolist()
-        indices, order = order[: cfg.batch], order[cfg.batch :]
-        batch = collate(indices, examples, image_of, pixels, grids, pad, image_pad, device)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        indices = rng.choice(len(examples), size=cfg.batch, replace=False)
+        batch = feature_batch(indices, examples, scenes, feats, pad, image_pad, (1, side, side), device)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -276,41 +302,46 @@ def train(cfg: SftConfig) -> dict[str, Any]:
         opt.step()
         step += 1
         bar.update()
-        if step % 50 == 0 or step == 1:
+        if step % cfg.log_every == 0 or step == 1:
             rec = {"step": step, "lr": round(lr, 6), "loss": round(loss.item(), 4),
-                   "epoch": round(step * cfg.batch / len(examples), 2)}
+                   "epoch": round(step * cfg.batch / len(examples), 3)}
             log.append(rec)
             print(json.dumps(rec), flush=True)
+        if step < cfg.steps:
+            state.maybe_save(step, model, opt, rng, log)
     bar.close()
-    return {"model": model, "processor": processor, "init": init, "steps": step, "log": log,
-            "params": n_params, "device": device, "rows": len(examples)}
+    state.save(step, model, opt, rng, log)
+    return {"model": model, "processor": processor, "steps": step, "log": log, "params": n_params,
+            "device": device, "rows": len(examples), "bf16": bf16}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from segzero_edge.cli.dataclass_args import add_dataclass_args, dataclass_from_args
+    from segzero_edge.dataclass_args import add_dataclass_args, dataclass_from_args
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_args(parser, SftConfig)
     cfg = dataclass_from_args(SftConfig, parser.parse_args(argv))
     out = Path(cfg.out)
+    if (out / "report.json").is_file():
+        print(f"{out}/report.json exists: stage done", flush=True)
+        return 0
     timing = out.parent / "times.jsonl"
-    with timed("sft_reasoner", timing) as rec:
+    with timed(f"sft_reasoner:{out.name}", timing) as rec:
         result = train(cfg)
         rec.update(steps=result["steps"], where=hardware(result["device"]))
     model = result["model"]
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    copy_processor_files(result["init"], out)
+    model.save_pretrained(out / "model")
+    copy_processor_files(cfg.init, out / "model")
     report = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-              "steps": result["steps"], "rows": result["rows"], "params": result["params"],
+              "steps": result["steps"], "rows": result["rows"], "params": result["params"], "bf16": result["bf16"],
               "where": hardware(result["device"]), "log": result["log"]}
     if cfg.eval_rows:
-        with timed("sft_greedy_eval", timing) as rec:
+        with timed(f"sft_greedy_eval:{out.name}", timing) as rec:
             report["eval"] = greedy_eval(model, result["processor"], Path(cfg.data), cfg.eval_rows, cfg.workers,
-                                         result["init"], result["device"])
+                                         out / "model", result["device"], max_new_tokens=512)
             rec.update(report["eval"]["val_rewards"])
         print(json.dumps(report["eval"], indent=1), flush=True)
-    write_json(out / "train_report.json", report)
+    write_json(out / "report.json", report)
     return 0
 
 

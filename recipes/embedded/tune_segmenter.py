@@ -24,7 +24,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    StepBudget,
     hardware,
     pick_device,
     seed_everything,
@@ -47,48 +46,48 @@ from train_segmenter import (
 
 @dataclass
 class TuneConfig:
-    init: Path = field(metadata={"help": "stage-1 segmenter checkpoint (train_segmenter.py --out)"})
-    out: Path = field(metadata={"help": "output directory (save_pretrained)"})
-    steps: int = field(default=600, metadata={"help": "optimizer steps; 0 = as many as fit in --minutes"})
-    minutes: float = field(default=40.0, metadata={"help": "time budget when --steps is 0"})
+    init: Path = field(metadata={"help": "stage-1 segmenter checkpoint (train_segmenter.py's model/)"})
+    out: Path = field(metadata={"help": "stage dir: model/ (save_pretrained), state.pt, report.json"})
+    steps: int = field(default=3000, metadata={"help": "optimizer steps"})
     cache_scenes: int = field(default=600, metadata={"help": "training scenes whose encoder features are cached"})
     scene_offset: int = field(default=1_000_000, metadata={"help": "first scene index (past stage 1's scenes)"})
     images_per_step: int = field(default=8, metadata={"help": "scenes per step"})
     objects_per_image: int = field(default=4, metadata={"help": "prompts per scene per step"})
-    lr: float = field(default=5e-4, metadata={"help": "AdamW peak learning rate"})
-    warmup: int = field(default=30, metadata={"help": "linear warm-up steps (then cosine to 0)"})
-    box_only: float = field(default=0.35, metadata={"help": "share of steps with box-only prompts"})
-    jitter: float = field(default=0.5, metadata={"help": "share of boxes jittered"})
+    lr: float = field(default=2e-3, metadata={"help": "AdamW peak learning rate"})
+    warmup: int = field(default=100, metadata={"help": "linear warm-up steps (then cosine to 2%%)"})
+    box_only: float = field(default=0.25, metadata={"help": "share of steps with box-only prompts"})
+    jitter: float = field(default=0.3, metadata={"help": "share of boxes jittered (sigma up to 10%% of the side)"})
     multimask: str = field(default="mean", metadata={"help": "mean (all 3 outputs) or min (best of 3)"})
     scene_seed: int = field(default=7, metadata={"help": "synthetic base seed of the training scenes"})
-    val: int = field(default=300, metadata={"help": "val-split queries to evaluate on"})
-    seed: int = field(default=1, metadata={"help": "prompt sampling seed"})
-    save_every: int = field(default=0, metadata={"help": "also save the model every N steps (0 = only at the end)"})
+    val: int = field(default=300, metadata={"help": "val and test queries to evaluate on"})
+    seed: int = field(default=1, metadata={"help": "decoder init / prompt sampling seed"})
     reinit_decoder: bool = field(default=True, metadata={"help": "re-initialise prompt encoder + mask decoder"})
     tie_positions: bool = field(default=True, metadata={"help": "give the prompt encoder the image's position basis"})
     head_only: bool = field(default=False, metadata={"help": "train only the IoU head (keeps every mask output as it is)"})
-    cache: Path | None = field(default=None, metadata={"help": "file to keep the encoded scenes in (reused if present)"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (CUDA, or a CPU with native bf16)"})
+    save_minutes: float = field(default=3.0, metadata={"help": "write the resumable state this often"})
     device: str = field(default="auto", metadata={"help": "auto, cuda or cpu"})
 
 
 def encode_cache(model, cfg: TuneConfig, device: str) -> list[dict[str, Any]]:
-    """Per scene: fp16 encoder features, every object's soft 256² target, box and points."""
+    """Per scene: fp16 encoder features, every object's soft low-res target, box and points."""
     import torch
     from tqdm.auto import tqdm
 
     from segzero_edge.geometry import reference_points
     from segzero_edge.synthetic import render_scene, split_seed
 
+    side = int(model.config.prompt_encoder_config.image_size)
     cache = []
     for i in tqdm(range(cfg.cache_scenes), desc="encode scenes", mininterval=10):
         scene = render_scene(split_seed("train", cfg.scene_offset + i, cfg.scene_seed), 512)
         objs = [o for o in scene.objects if o.area > 0]
         masks = torch.from_numpy(np.stack([o.mask for o in objs]))[None]
         with torch.no_grad():
-            feats = model.get_image_embeddings(pixels(torch.from_numpy(scene.image[None]), device))
+            feats = model.get_image_embeddings(pixels(torch.from_numpy(scene.image[None]), device, side))
         cache.append({
             "feats": [f.half().cpu() for f in feats],
-            "target": soft_targets(masks)[0].half(),
+            "target": soft_targets(masks, side // 4)[0].half(),
             "boxes": torch.tensor([o.bbox for o in objs], dtype=torch.float32),
             "points": torch.tensor([reference_points(o.mask) for o in objs], dtype=torch.float32),
             "size": scene.image.shape[:2],
@@ -113,11 +112,13 @@ def batch_from_cache(cache, cfg: TuneConfig, rng: np.random.Generator, device: s
 
 def tune(cfg: TuneConfig) -> dict[str, Any]:
     import torch
+    from common import Resumable, cpu_bf16
     from tqdm.auto import tqdm
     from transformers import Sam2Model
 
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
+    bf16 = cpu_bf16(device, cfg.bf16)
     model = Sam2Model.from_pretrained(cfg.init, dtype=torch.float32).to(device).eval()
     if cfg.reinit_decoder:
         torch.manual_seed(cfg.seed)
@@ -130,37 +131,36 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("mask_decoder.iou_prediction_head."))
     trainable = [p for n, p in model.named_parameters() if p.requires_grad]
+    side = int(model.config.prompt_encoder_config.image_size)
     print(f"tuning {sum(p.numel() for p in trainable) / 1e6:.3f} M of {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
-          f"parameters on {hardware(device)}", flush=True)
-    if cfg.cache is not None and Path(cfg.cache).is_file():
-        cache = torch.load(cfg.cache, weights_only=True)  # our own file: tensors, ints and tuples only
-        print(f"{len(cache)} encoded scenes from {cfg.cache}", flush=True)
+          f"parameters at {side}², bf16={bf16}, on {hardware(device)}", flush=True)
+    cache_file = Path(cfg.out) / "features.pt"
+    if cache_file.is_file():
+        cache = torch.load(cache_file, weights_only=True)  # our own file: tensors, ints and tuples only
     else:
         cache = encode_cache(model, cfg, device)
-        if cfg.cache is not None:
-            Path(cfg.cache).parent.mkdir(parents=True, exist_ok=True)
-            torch.save(cache, cfg.cache)
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(cache, cache_file.with_suffix(".tmp"))
+        cache_file.with_suffix(".tmp").replace(cache_file)
     h, w = cache[0]["size"]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.01)
     rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    scale = torch.tensor([1024 / w, 1024 / h], device=device)
-    budget = StepBudget(cfg.steps, cfg.minutes, probe=min(10, cfg.warmup))
-    log: list[dict[str, Any]] = []
+    state = Resumable(Path(cfg.out) / "state.pt", cfg.save_minutes * 60)
+    step, log = state.restore(model, opt, rng)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + step)
+    scale = torch.tensor([side / w, side / h], device=device)
     model.train()
-    bar = tqdm(desc="tune segmenter", unit="step", mininterval=10)
-    step = 0
-    while step < budget.total(step):
-        total = budget.total(step)
-        lr = warmup_cosine_lr(step, total, cfg.lr, cfg.warmup)
+    bar = tqdm(desc="tune segmenter", unit="step", mininterval=10, initial=step, total=cfg.steps)
+    while step < cfg.steps:
+        lr = warmup_cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup, floor=0.02)
         set_lr(opt, lr)
         feats, boxes, points, target = batch_from_cache(cache, cfg, rng, device)
-        boxes = jitter_boxes(boxes, cfg.jitter, h, w, gen)
+        boxes = jitter_boxes(boxes, cfg.jitter, h, w, gen, max_sigma=0.1)
         kwargs: dict[str, Any] = {"input_boxes": boxes * scale.repeat(2)}
         if torch.rand((), generator=gen, device=device).item() >= cfg.box_only:
             kwargs["input_points"] = points * scale
             kwargs["input_labels"] = torch.ones(points.shape[:3], dtype=torch.long, device=device)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             out = model(image_embeddings=feats, multimask_output=True, **kwargs)
         loss, parts = losses(out.pred_masks, out.iou_scores, out.object_score_logits, target, cfg.multimask)
         opt.zero_grad(set_to_none=True)
@@ -169,37 +169,43 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
         opt.step()
         step += 1
         bar.update()
-        if cfg.save_every and step % cfg.save_every == 0:
-            model.save_pretrained(cfg.out)
-        if step % 25 == 0 or step == 1:
+        if step % 50 == 0 or step == 1:
             rec = {"step": step, "lr": round(lr, 6), "loss": round(loss.item(), 4), **{k: round(v, 4) for k, v in parts.items()}}
             log.append(rec)
             print(json.dumps(rec), flush=True)
+        if step < cfg.steps:
+            state.maybe_save(step, model, opt, rng, log)
     bar.close()
-    return {"model": model, "steps": step, "log": log, "device": device}
+    state.save(step, model, opt, rng, log)
+    return {"model": model, "steps": step, "log": log, "device": device, "bf16": bf16}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from segzero_edge.cli.dataclass_args import add_dataclass_args, dataclass_from_args
+    from segzero_edge.dataclass_args import add_dataclass_args, dataclass_from_args
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_args(parser, TuneConfig)
     cfg = dataclass_from_args(TuneConfig, parser.parse_args(argv))
     out = Path(cfg.out)
+    if (out / "report.json").is_file():
+        print(f"{out}/report.json exists: stage done", flush=True)
+        return 0
     timing = out.parent / "times.jsonl"
     with timed("tune_segmenter", timing) as rec:
         result = tune(cfg)
         rec.update(steps=result["steps"], where=hardware(result["device"]))
     model = result["model"].eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    with timed("eval_segmenter", timing) as rec:
-        metrics = evaluate(model, val_samples(cfg.val, 1), result["device"])
+    model.save_pretrained(out / "model")
+    metrics: dict[str, Any] = {}
+    with timed("eval_segmenter_tuned", timing) as rec:
+        for split in ("val", "test"):
+            metrics |= evaluate(model, val_samples(cfg.val, split), result["device"], prefix=split)
         rec.update(metrics)
     report = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-              "steps": result["steps"], "where": hardware(result["device"]), **metrics, "log": result["log"]}
-    write_json(out / "train_report.json", report)
-    print(json.dumps({k: v for k, v in report.items() if k.startswith("val_")}), flush=True)
+              "steps": result["steps"], "where": hardware(result["device"]), "bf16": result["bf16"], **metrics,
+              "log": result["log"]}
+    write_json(out / "report.json", report)
+    print(json.dumps(metrics), flush=True)
     return 0
 
 

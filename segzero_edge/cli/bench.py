@@ -1,4 +1,7 @@
-"""`segzero-edge bench NAME [args…]`: run one of the bench/ scripts of a source checkout."""
+"""`segzero-edge bench NAME [args…]`: run one of the bench/ scripts of a source checkout.
+
+The scripts are not part of the installed package (they print figures for the README and
+need the export stack): this command works from an editable install of a checkout."""
 
 from __future__ import annotations
 
@@ -17,9 +20,10 @@ def bench_dir() -> Path:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "bench",
-        help="run a benchmark script (segmenter, reasoner, pipeline, train_memory)",
-        description="Runs bench/NAME.py from the source checkout; arguments after NAME go to the script. "
-        "Figures are medians measured side by side in one run.",
+        help="run a benchmark script of a source checkout (segmenter, reasoner, pipeline, train_memory)",
+        description="Runs bench/NAME.py of the source checkout this package was installed from (`pip install -e .`); "
+        "the bench/ scripts are not installed with the package, so a regular install has none. Arguments after "
+        "NAME go to the script. Figures are medians measured side by side in one run.",
     )
     parser.add_argument("name", help="script name, e.g. segmenter, reasoner, pipeline, train_memory")
     parser.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments for the script")
@@ -31,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
     script = root / f"{args.name.replace('-', '_')}.py"
     if not script.is_file():
         found = sorted(p.stem for p in root.glob("*.py")) if root.is_dir() else []
-        raise CliError(f"no bench script {script.name} in {root}; available: {', '.join(found) or 'none (not a source checkout)'}")
+        raise CliError(
+            f"no bench script {script.name} in {root}; available: "
+            f"{', '.join(found) or 'none (bench/ ships with a source checkout: clone it and pip install -e .)'}"
+        )
     argv = sys.argv
     sys.argv = [str(script), *args.script_args]
     try:

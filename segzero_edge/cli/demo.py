@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segzero_edge.runtime.providers import PROVIDERS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None, help="scene seed (default: a new one each run)")
     parser.add_argument("--query", default=None, help="your own query instead of a generated one")
     parser.add_argument("--out", type=Path, default=Path("demo.png"), help="overlay PNG to write")
-    parser.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="execution provider")
+    parser.add_argument("--provider", choices=PROVIDERS, default="cpu", help="execution provider")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="reasoner token budget (default: manifest)")
     parser.set_defaults(func=run)
 
@@ -42,19 +44,39 @@ def _fallback_engines() -> Path:
     return out
 
 
+#: Demo scenes come from the synthetic test split under this base seed: never trained on, and not
+#: the rows the shipped figures were measured on (base seed 0).
+DEMO_BASE_SEED = 1
+
+
+def demo_case(seed: int):
+    """(scene, query text, target object or None) for demo seed `seed`, as `segzero-edge demo` shows it."""
+    import numpy as np
+
+    from segzero_edge.synthetic import SEEN_TEMPLATES, make_queries, render_scene, split_seed
+
+    scene = render_scene(split_seed("test", seed, DEMO_BASE_SEED))
+    rng = np.random.default_rng(seed)
+    queries = make_queries(scene, rng, SEEN_TEMPLATES)
+    if not queries:
+        return scene, "the largest shape", None
+    chosen = queries[int(rng.integers(len(queries)))]
+    return scene, chosen.text, scene.objects[chosen.target]
+
+
 def run(args: argparse.Namespace) -> int:
     import secrets
-
-    import numpy as np
 
     from segzero_edge import default_engines
     from segzero_edge.metrics import intersection_union
     from segzero_edge.overlay import render_overlay
     from segzero_edge.runtime import ReasoningSegmenter
-    from segzero_edge.synthetic import make_queries, render_scene
+    from segzero_edge.safe_write import atomic_write_bytes, check_output
 
-    from .segment import _atomic_write_bytes, print_result
+    from .segment import check_engines_arg, print_result
 
+    check_output(args.out, "--out")  # before any model work
+    check_engines_arg(args)
     engines = args.engines
     random_weights = False
     if engines is None:
@@ -65,16 +87,9 @@ def run(args: argparse.Namespace) -> int:
                   "(the runtime runs for real; the answer is noise)")
             engines, random_weights = _fallback_engines(), True
     seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
-    scene = render_scene(seed)
-    rng = np.random.default_rng(seed)
-    queries = make_queries(scene, rng)
+    scene, query_text, target = demo_case(seed)
     if args.query:
         query_text, target = args.query, None
-    elif queries:
-        chosen = queries[int(rng.integers(len(queries)))]
-        query_text, target = chosen.text, scene.objects[chosen.target]
-    else:
-        query_text, target = "the largest shape", None
     print(f"scene seed {seed}: {len(scene.objects)} objects ({', '.join(o.name for o in scene.objects)})")
     seg = ReasoningSegmenter.from_dir(engines, provider=args.provider, max_new_tokens=args.max_new_tokens)
     print(f"engines: {engines}")
@@ -87,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     buf = io.BytesIO()
     render_overlay(scene.image, result).save(buf, format="PNG")
-    _atomic_write_bytes(args.out, buf.getvalue())
+    atomic_write_bytes(args.out, buf.getvalue(), "--out")
     print(f"overlay:  {args.out}")
     if random_weights:
         print("(random weights: export your own trained models with `segzero-edge export` for real answers)")

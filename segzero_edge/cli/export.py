@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .dataclass_args import add_dataclass_args
+from segzero_edge.dataclass_args import add_dataclass_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,12 +22,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from segzero_edge.export.engine import ExportConfig, export_engines
+    from segzero_edge.dataclass_args import dataclass_from_args
+    from segzero_edge.export.engine import ExportConfig, ExportLocked, export_engines
+    from segzero_edge.safe_write import check_output_dir
 
-    from .dataclass_args import dataclass_from_args
+    from . import CliError
 
-    config = dataclass_from_args(ExportConfig, args)
-    out = export_engines(config)
+    try:
+        config = dataclass_from_args(ExportConfig, args)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    check_output_dir(config.out, "--out")
+    try:
+        out = export_engines(config)
+    except (FileExistsError, ExportLocked) as exc:  # both raised before any model work
+        raise CliError(str(exc)) from exc
     print(f"wrote {out} (reasoner {config.reasoner_precision}, segmenter {config.segmenter_precision})")
     if args.verify:
         from .verify import verify_dir

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
+
+from segzero_edge.runtime.providers import PROVIDERS
+from segzero_edge.safe_write import atomic_write_bytes, check_output
+
+from . import CliError
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engines", type=Path, default=None, help="engine directory (default: the shipped engines)")
-    parser.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="execution provider")
+    parser.add_argument("--provider", choices=PROVIDERS, default="cpu", help="execution provider")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="reasoner token budget (default: manifest)")
     parser.add_argument("--temperature", type=float, default=None, help="0 = greedy (default: manifest)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed")
@@ -31,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def check_engines_arg(args: argparse.Namespace) -> None:
+    """A named engine directory that does not exist is a usage error (an existing but broken
+    one is an EngineError at load: a runtime error)."""
+    if args.engines is not None and not Path(args.engines).is_dir():
+        raise CliError(f"--engines {args.engines}: no such directory")
+
+
 def load_segmenter(args: argparse.Namespace):
     from segzero_edge.runtime import ReasoningSegmenter
 
@@ -39,11 +50,11 @@ def load_segmenter(args: argparse.Namespace):
     )
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def overlay_paths(out: Path | None, count: int) -> list[Path]:
+    """The overlay file of each query: OUT itself, or OUT-<i>.png for several queries."""
+    if out is None:
+        return []
+    return [out] if count == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(count)]
 
 
 def print_result(result) -> None:
@@ -65,23 +76,33 @@ def print_result(result) -> None:
 def run(args: argparse.Namespace) -> int:
     import io
 
-    from segzero_edge.images import load_image
+    from segzero_edge.exit_codes import ExitCode
+    from segzero_edge.images import ImageError, load_image
     from segzero_edge.overlay import render_overlay
 
-    image = load_image(args.image)
+    # every output is checked before any model work: a refused path costs nothing
+    overlays = overlay_paths(args.out, len(args.query))
+    for path in overlays:
+        check_output(path, "--out")
+    if args.json is not None:
+        check_output(args.json, "--json")
+    check_engines_arg(args)
+    try:
+        image = load_image(args.image)
+    except ImageError as exc:
+        raise CliError(f"--image: {exc}") from exc
     seg = load_segmenter(args)
     results = seg.segment_many(image, args.query)
     for index, result in enumerate(results):
         if index:
             print()
         print_result(result)
-        if args.out is not None:
-            path = args.out if len(results) == 1 else args.out.with_name(f"{args.out.stem}-{index}{args.out.suffix}")
+        if overlays:
             buf = io.BytesIO()
             render_overlay(image, result).save(buf, format="PNG")
-            _atomic_write_bytes(path, buf.getvalue())
-            print(f"overlay:  {path}")
+            atomic_write_bytes(overlays[index], buf.getvalue(), "--out")
+            print(f"overlay:  {overlays[index]}")
     if args.json is not None:
         payload = [r.to_json() for r in results]
-        _atomic_write_bytes(args.json, json.dumps(payload[0] if len(payload) == 1 else payload, indent=2).encode())
-    return 0 if all(r.ok for r in results) else 3
+        atomic_write_bytes(args.json, json.dumps(payload[0] if len(payload) == 1 else payload, indent=2).encode(), "--json")
+    return ExitCode.OK if all(r.ok for r in results) else ExitCode.QUERIES_FAILED

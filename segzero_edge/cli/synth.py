@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segzero_edge.dataclass_args import add_dataclass_args, dataclass_from_args
+
 from . import CliError
-from .dataclass_args import add_dataclass_args, dataclass_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,8 +47,12 @@ def run(args: argparse.Namespace) -> int:
         config = dataclass_from_args(SynthConfig, args)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+    from segzero_edge.safe_write import check_output, check_output_dir
+
     if args.preview is not None:
+        check_output(args.preview, "--preview")
         return _preview(args.preview, config)
+    check_output_dir(args.out, "--out")
     if args.out.exists() and not args.overwrite:
         raise CliError(f"{args.out} already exists; pass --overwrite to replace it")
     if args.no_target_rate is not None and args.answer_format != "multi":
@@ -103,8 +108,13 @@ def _preview(path: Path, config) -> int:
 
     scene = render_scene(config.seed, config.image_size, config=SceneConfig(difficulty=config.difficulty))
     queries = make_queries(scene, np.random.default_rng([scene.seed, 1]), list(TEMPLATES))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    render_preview(scene, queries).save(path)
+    import io
+
+    from segzero_edge.safe_write import atomic_write_bytes
+
+    buf = io.BytesIO()
+    render_preview(scene, queries).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue(), "--preview")
     print(f"scene seed {scene.seed}: {len(scene.objects)} objects, {len(queries)} queries -> {path}")
     for q in queries:
         print(f"  [{q.template}] {q.text} -> #{q.target} {scene.objects[q.target].name}")

@@ -95,6 +95,7 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
         config = load_config(args.config, overrides)
     except (FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from exc
+    config = _resolve_tiny(config)
     _log_to_stderr()
     from segzero_edge.train.trainer import run_training
 
@@ -114,11 +115,26 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     return result.exit_code
 
 
+def _resolve_tiny(config):
+    """model: tiny (CPU smoke runs) names the tiny random test model: the CLI builds or finds
+    it here, so `segzero_edge.train` never imports the test helpers."""
+    if config.model != "tiny":
+        return config
+    import dataclasses
+
+    from segzero_edge.testing import cached_tiny_models
+
+    return dataclasses.replace(config, model=str(cached_tiny_models().reasoner))
+
+
 def _merge(args: argparse.Namespace, rest: list[str]) -> int:
     if rest:
         raise CliError(f"unexpected arguments for `train merge`: {rest}")
     if args.run is None or args.out is None:
         raise CliError("`train merge` needs --run RUN and --out DIR")
+    from segzero_edge.safe_write import check_output_dir
+
+    check_output_dir(args.out, "--out")  # before loading any model
     _log_to_stderr()
     from segzero_edge.train.merge import merge_adapter
 
@@ -134,8 +150,10 @@ def _plot(args: argparse.Namespace, rest: list[str]) -> int:
     runs = [Path(r) for r in rest] + ([args.run] if args.run is not None else [])
     if len(runs) != 1:
         raise CliError("`train plot` takes one run directory: segzero-edge train plot RUN [--out PNG]")
+    from segzero_edge.safe_write import check_output
     from segzero_edge.train.plot import plot_run
 
+    check_output(args.out if args.out is not None else runs[0] / "metrics.png", "--out")
     try:
         out = plot_run(runs[0], args.out)
     except (FileNotFoundError, ValueError) as exc:

@@ -39,6 +39,10 @@ def verify_dir(engines: Path, *, reasoner: str | None = None, segmenter: str | N
 
 def run(args: argparse.Namespace) -> int:
     from segzero_edge.export.verify import verify_engines
+    from segzero_edge.safe_write import atomic_write_text, check_output
+
+    if args.json is not None:
+        check_output(args.json, "--json")  # before any model work
 
     stages = ("segmenter", "reasoner") if args.stage == "all" else (args.stage,)
     parity = verify_engines(
@@ -57,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
                 "prefill_cosine": parity.reasoner.prefill_cosine, "min_cosine": parity.reasoner.min_cosine,
             },
         }
-        args.json.write_text(json.dumps(payload, indent=2))
+        atomic_write_text(args.json, json.dumps(payload, indent=2), "--json")
     return 0 if parity.passed else 1

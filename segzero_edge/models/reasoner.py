@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from segzero_edge.generation import GenerationConfig
 from segzero_edge.pipeline import Generation
-from segzero_edge.prompts import chat_messages, check_answer_format, resize_for_reasoner
-from segzero_edge.runtime.decoder import GenerationConfig
+from segzero_edge.prompts import chat_messages, check_answer_format, resize_for_reasoner, user_prompt
 
 __all__ = ["GenerationConfig", "TorchEncoded", "TorchIds", "TorchReasoner"]
 
@@ -183,13 +183,46 @@ class TorchReasoner:
             vision = self.model.get_image_features(pixel_values, grid, return_dict=True)
         return TorchEncoded(resized, pixel_values, grid, vision, (time.perf_counter() - start) * 1e3)
 
+    def _chat_parts(self) -> tuple[str, str]:
+        """(prefix, suffix): the chat template rendered around a sentinel user text, once."""
+        if getattr(self, "_parts", None) is None:
+            from segzero_edge.graphs.reasoner_prompt import USER_SENTINEL
+
+            messages = chat_messages("x")
+            messages[-1]["content"][-1]["text"] = USER_SENTINEL
+            rendered = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            prefix, suffix = rendered.split(USER_SENTINEL)
+            self._parts = (prefix, suffix)
+        return self._parts
+
+    def count_query_tokens(self, query: str) -> int:
+        """Tokens of a query's question, as the pipeline's query limit counts them."""
+        from segzero_edge.prompts import normalize_question
+
+        tok = self.processor.tokenizer
+        return len(tok(normalize_question(query), add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
     def prompt_inputs(self, encoded: TorchEncoded, query: str) -> dict[str, torch.Tensor]:
         """Processor outputs for one query (input_ids, attention_mask, mm_token_type_ids,
-        pixel_values, image_grid_thw)."""
-        text = self.processor.apply_chat_template(
-            chat_messages(query, answer_format=self.answer_format), tokenize=False, add_generation_prompt=True
-        )
-        inputs = self.processor(text=[text], images=[encoded.image], return_tensors="pt")
+        pixel_values, image_grid_thw).
+
+        The chat text is the processor's own template, but the user text is tokenised as plain
+        text (`split_special_tokens`): a query holding "<|im_end|>" or "<|image_pad|>" stays a
+        query, exactly as the runtime's `PromptTokenizer` encodes it. The prefix ends and the
+        suffix starts with a special token, so the ids equal the whole-text encoding otherwise.
+        """
+        prefix, suffix = self._chat_parts()
+        tok = self.processor.tokenizer
+        inputs = self.processor(text=[prefix], images=[encoded.image], return_tensors="pt")
+        text = user_prompt(query, self.answer_format)
+        user = tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        tail = tok(suffix, add_special_tokens=False)["input_ids"]
+        extra = torch.tensor([user + tail], dtype=inputs["input_ids"].dtype)
+        inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        if "mm_token_type_ids" in inputs:  # 0 = text for every appended id
+            kinds = inputs["mm_token_type_ids"]
+            inputs["mm_token_type_ids"] = torch.cat([kinds, torch.zeros_like(extra, dtype=kinds.dtype)], dim=1)
         return {k: v.to(self.device) for k, v in inputs.items()}
 
     def generate_ids(

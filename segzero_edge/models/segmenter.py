@@ -3,7 +3,7 @@
 Seg-Zero's call, exactly: one box plus the reasoner's two points as positive clicks,
 `multimask_output=True`, the 256² logits upsampled to the original size and thresholded
 at 0; the pipeline keeps the mask with the highest predicted IoU. The numpy pre- and
-post-processing is `segzero_edge.runtime.sam_preprocess`, shared with every runtime, so a
+post-processing is `segzero_edge.graphs.sam_preprocess`, shared with every runtime, so a
 parity check compares the models, not two copies of the resize.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segzero_edge.runtime.sam_preprocess import (
+from segzero_edge.graphs.sam_preprocess import (
     check_box,
     check_image,
     check_points,
@@ -25,7 +25,7 @@ from segzero_edge.runtime.sam_preprocess import (
     preprocess_image,
     to_model_space,
 )
-from segzero_edge.runtime.segmenter_io import (
+from segzero_edge.graphs.segmenter_io import (
     ENCODER_OUTPUTS,
     IMAGE_SIZE,
     MASK_THRESHOLD,

@@ -8,8 +8,11 @@ predicate holds for the target and for no other object.
 from __future__ import annotations
 
 import math
+import weakref
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,14 +101,69 @@ def where(o: SceneObject, scene: Scene) -> str:
     return f"at the {row}" if col == "centre" else f"at the {row} {col}"
 
 
+# --- grounded reasoning ---------------------------------------------------------------
+
+_GROUNDED: ContextVar[bool] = ContextVar("segzero_synthetic_grounded", default=False)
+_BOX_CACHE: weakref.WeakKeyDictionary[SceneObject, tuple[int, int, int, int]] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def grounded() -> Iterator[None]:
+    """Within this block, reasoning names every object with its box in Seg-Zero's 840 space.
+
+    The inventory lists each object on its own ("red circle [12,40,130,160]", ordered by the
+    box's left edge, then top edge) and every later mention carries the same box, so the
+    final answer is a copy of a box already written in the reasoning. One sample then
+    supervises every object's coordinates instead of one box, and the answer is a lookup,
+    which small transformers learn easily. Seg-Zero's format and rewards are unchanged: the
+    reasoning text is free. Outside this block the text is the plain templated one.
+    """
+    token = _GROUNDED.set(True)
+    try:
+        yield
+    finally:
+        _GROUNDED.reset(token)
+
+
+def is_grounded() -> bool:
+    return _GROUNDED.get()
+
+
+def box840(o: SceneObject) -> tuple[int, int, int, int]:
+    """The object's Seg-Zero ground-truth box: its mask resized to 840x840 (nearest), inclusive."""
+    box = _BOX_CACHE.get(o)
+    if box is None:
+        from ..geometry import mask_bbox
+        from .queries import mask_to_reasoner  # queries imports this module
+
+        found = mask_bbox(mask_to_reasoner(o.mask))
+        if found is None:
+            raise ValueError(f"object {o.index} ({o.name}) has no pixels in 840 space")
+        box = _BOX_CACHE[o] = found
+    return box
+
+
+def box_text(o: SceneObject) -> str:
+    """ "[x1,y1,x2,y2]" in 840 space, written as the answer JSON writes lists."""
+    return "[" + ",".join(str(v) for v in box840(o)) + "]"
+
+
 def describe(o: SceneObject, scene: Scene) -> str:
-    """ "the red circle", with its position when another red circle exists."""
+    """ "the red circle", with its position when another red circle exists; grounded:
+    "the red circle [x1,y1,x2,y2]" always."""
+    if _GROUNDED.get():
+        return f"the {o.name} {box_text(o)}"
     twins = sum(1 for x in scene.objects if x.colour == o.colour and x.shape == o.shape)
     return f"the {o.name}" + (f" {where(o, scene)}" if twins > 1 else "")
 
 
 def inventory(scene: Scene) -> str:
-    """ "I see 4 shapes: a red circle, two blue stars and a white ring." (left to right)"""
+    """ "I see 4 shapes: a red circle, two blue stars and a white ring." (left to right);
+    grounded: "I see 4 shapes: red circle [..], blue star [..], ..." by left box edge."""
+    if _GROUNDED.get():
+        objs = sorted(scene.objects, key=lambda o: (box840(o)[0], box840(o)[1], o.index))
+        listed = ", ".join(f"{o.name} {box_text(o)}" for o in objs)
+        return f"I see {len(scene.objects)} shapes: {listed}."
     counts: Counter[str] = Counter()
     order: list[str] = []
     for o in sorted(scene.objects, key=lambda o: o.centroid[0]):

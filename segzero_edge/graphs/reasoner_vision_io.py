@@ -2,7 +2,7 @@
 
 Defined once, shared by the exporter (`segzero_edge.export.reasoner_vision`) and the
 runtime (`segzero_edge.runtime.vision`). The text graphs' names live in
-`segzero_edge.runtime.reasoner_text_io`.
+`segzero_edge.graphs.reasoner_text_io`.
 
 vision.onnx — one image (grid_t = 1) per call; N = grid_h * grid_w patches (3600 at 840 px),
 W windows of L = (window_size / patch_size)^2 = 64 patch slots (64 windows at 840 px),
@@ -28,8 +28,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from segzero_edge.runtime.qwen_preprocess import QwenImageConfig
-from segzero_edge.runtime.qwen_vision_index import VisionGeometry
+import numpy as np
+
+from segzero_edge.graphs.qwen_preprocess import QwenImageConfig
+from segzero_edge.graphs.qwen_vision_index import (
+    VisionGeometry,
+    padded_windows,
+    rotary_cos_sin,
+    vision_position_ids,
+)
 
 # ---- vision.onnx -----------------------------------------------------------------------
 PIXEL_VALUES = "pixel_values"
@@ -108,3 +115,21 @@ class VisionMeta:
     @classmethod
     def from_json(cls, text: str) -> VisionMeta:
         return cls.from_dict(json.loads(text))
+
+
+def grid_inputs(grid_thw: np.ndarray, meta: VisionMeta) -> dict[str, np.ndarray]:
+    """The grid-dependent vision.onnx inputs (rotary tables, window slots) for one image grid [1, 3]."""
+    grid_thw = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
+    if grid_thw.shape[0] != 1 or grid_thw[0, 0] != 1:
+        raise ValueError(f"vision.onnx takes one still image (grid_thw [[1, h, w]]), got {grid_thw.tolist()}")
+    cos, sin = rotary_cos_sin(
+        vision_position_ids(grid_thw, meta.geometry.spatial_merge_size), meta.head_dim, meta.rope_theta
+    )
+    windows = padded_windows(grid_thw, meta.geometry)
+    return {
+        ROTARY_COS: cos,
+        ROTARY_SIN: sin,
+        WINDOW_GATHER: windows.gather,
+        WINDOW_VALID: windows.valid,
+        WINDOW_SCATTER: windows.scatter,
+    }

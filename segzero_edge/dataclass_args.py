@@ -1,4 +1,5 @@
-"""Generate argparse options and `key=value` overrides from typed dataclass configs.
+"""Generate argparse options and `key=value` overrides from typed dataclass configs (used by the
+CLI, `segzero_edge.train` and the recipes).
 
 Configs are the single source of truth: every field carries its help text in
 `field(metadata={"help": ...})`, and the CLI is derived from them, never copied by hand.

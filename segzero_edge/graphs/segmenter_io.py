@@ -66,6 +66,8 @@ DECODER_INPUTS = (
 DECODER_OUTPUTS = (LOW_RES_MASKS, IOU_PREDICTIONS)
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: Decoder prompts may have 1..MAX_POINTS points (Seg-Zero's prompt is 2 points + 2 corners + 1 pad).
+MAX_POINTS = 64
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,79 @@
+"""The embedded default's recipe runs end to end: every stage of recipes/embedded/run.py for 2
+steps on tiny sizes (`--smoke`), each writing its report, and a killed stage resumes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "embedded"
+sys.path.insert(0, str(RECIPE))
+
+
+def test_recipe_yaml_names_real_scripts_and_smoke_settings():
+    from run import command, load_recipe
+
+    recipe = load_recipe(RECIPE / "recipe.yaml")
+    names = [s["name"] for s in recipe["stages"]]
+    assert names == ["data", "segmenter", "vision", "features", "sft", "grpo", "eval", "ship"]
+    for stage in recipe["stages"]:
+        assert (RECIPE / stage["script"]).is_file()
+        assert set(recipe["smoke"]) == set(names)
+        cmd = command(stage, Path("/r"), recipe["smoke"][stage["name"]])
+        assert "{run}" not in " ".join(cmd)
+    sft = next(s for s in recipe["stages"] if s["name"] == "sft")
+    cmd = command(sft, Path("/r"), {"args": {"steps": 2}})
+    assert cmd[cmd.index("--steps") + 1] == "2" and cmd[cmd.index("--features") + 1] == "/r/features"
+
+
+@pytest.mark.slow
+def test_every_stage_runs_for_two_steps(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(RECIPE / "run.py"), "--run", str(run), "--smoke"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for done in ("data/info.json", "segmenter/report.json", "vision/report.json", "features/report.json",
+                 "sft/report.json", "grpo/grpo_report.json", "eval/summary.json", "ship/shipped.json"):
+        assert (run / done).is_file(), done
+    assert json.loads((run / "sft" / "report.json").read_text())["steps"] == 2
+    assert (run / "package" / "engines" / "manifest.json").is_file()
+    # a second start finds every stage done and runs nothing
+    again = subprocess.run([sys.executable, str(RECIPE / "run.py"), "--run", str(run), "--smoke"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stdout.count(": done (") == 8
+
+
+def test_resumable_state_continues_where_it_stopped(tmp_path):
+    import numpy as np
+    import torch
+    from common import Resumable
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    rng = np.random.default_rng(0)
+    state = Resumable(tmp_path / "state.pt", every_s=0)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.ones(1, 3)).sum().backward()
+        opt.step()
+        rng.random()
+    state.save(3, model, opt, rng, [{"step": 3, "loss": 1.0}])
+    assert not (tmp_path / "state.pt.tmp").exists()
+    expected_next = rng.random()
+
+    model2, rng2 = torch.nn.Linear(3, 2), np.random.default_rng(99)
+    opt2 = torch.optim.AdamW(model2.parameters(), lr=0.1)
+    step, log = Resumable(tmp_path / "state.pt").restore(model2, opt2, rng2)
+    assert step == 3 and log == [{"step": 3, "loss": 1.0}]
+    assert torch.equal(model2.weight, model.weight)
+    assert opt2.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+    assert rng2.random() == expected_next
+    assert Resumable(tmp_path / "none.pt").restore(model2, opt2) == (0, [])
