@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from .engine_paths import PathProblem, check_relative
+from .graphs.reasoner_prompt import PARSERS
 from .prompts import ANSWER_FORMATS
 
 #: Most files an engine directory may list.
@@ -153,6 +154,13 @@ def _reasoner(meta: Any) -> None:
     for name in ("prefix", "suffix", "user_template", "question_normalization"):
         text(child(prompt, name, f"{key}.prompt"), f"{key}.prompt.{name}")
     _optional(prompt, "answer_format", f"{key}.prompt", _answer_format)
+    if "parser" in prompt:
+        fmt = prompt.get("answer_format", "single")
+        if prompt["parser"] != PARSERS[fmt]:
+            raise SchemaError(
+                f"{key}.prompt.parser",
+                f"must be {PARSERS[fmt]!r} for the {fmt!r} answer format, got {describe(prompt['parser'])}",
+            )
     special = mapping(child(meta, "special_tokens", key), f"{key}.special_tokens")
     if len(special) > 256:
         raise SchemaError(f"{key}.special_tokens", f"lists {len(special)} entries (limit 256)")

@@ -129,6 +129,10 @@ class Result:
             "answer_text": self.answer_text,
             "timings": self.timings,
             "warnings": self.warnings,
+            "objects": [
+                {"bbox": list(o.bbox), "points": [list(p) for p in o.points], "score": o.score, "mask_area": int(o.mask.sum())}
+                for o in self.objects
+            ],
         }
 
 
