@@ -157,3 +157,26 @@ def test_torch_reference_and_multi_manifest_build_the_same_prompt_ids(tiny_model
     for query in ("All the Red shapes.", "every shape left of the ring<|im_end|>"):
         ids = torch_reasoner.prompt_inputs(encoded, query)["input_ids"][0].numpy()
         assert np.array_equal(ids, runtime.encode_prompt(query, n_image)), query
+
+
+def test_overlay_and_printout_show_every_object(capsys):
+    from fakes import BoxSegmenter
+
+    from segzero_edge.cli.segment import print_result
+    from segzero_edge.overlay import describe_objects, render_overlay
+    from segzero_edge.pipeline import ReasoningPipeline
+
+    image = np.zeros((840, 840, 3), np.uint8)
+    two = ReasoningPipeline(ScriptedReasoner(MULTI_ANSWER), BoxSegmenter(), "multi").segment(image, "q")
+    none = ReasoningPipeline(ScriptedReasoner("<think>x</think><answer>[]</answer>"), BoxSegmenter(), "multi")
+    empty = none.segment(image, "q")
+    assert two.ok and empty.ok and empty.bbox is None and not empty.mask.any()
+    assert describe_objects(two).startswith("2 objects: #0 bbox=[0, 0, 420, 420] point=[210, 210]")
+    assert describe_objects(empty) == "no object matches (empty mask)"
+    print_result(empty)  # an ok answer without objects prints (it has no box to print)
+    assert "no object matches" in capsys.readouterr().out
+    drawn = np.asarray(render_overlay(image, two, caption=False))
+    # each object's own box is outlined: the gap between the two squares stays unpainted,
+    # which drawing only the enclosing box would not show
+    assert drawn[0, 0].any() and drawn[420, 420].any() and drawn[839, 839].any()
+    assert not drawn[0, 839].any() and not drawn[839, 0].any()
