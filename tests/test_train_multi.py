@@ -153,7 +153,7 @@ def test_training_prompt_is_seg_zeros_multi_training_prompt(tiny_models):
     assert "<|vision_end|>\nPlease find \"" in ours
 
 
-def test_tiny_multi_run_logs_every_component(tmp_path):
+def test_tiny_multi_run_logs_every_component(tmp_path, tiny_models):
     import torch
 
     from segzero_edge.train.trainer import run_training
@@ -163,7 +163,7 @@ def test_tiny_multi_run_logs_every_component(tmp_path):
     os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         out = tmp_path / "run"
-        result = run_training(load_config(CONFIGS / "tiny_cpu_multi.yaml", [f"output_dir={out}", "max_steps=2", "synthetic_rows=4"]))
+        result = run_training(load_config(CONFIGS / "tiny_cpu_multi.yaml", [f"output_dir={out}", f"model={tiny_models.reasoner}", "max_steps=2", "synthetic_rows=4"]))
     finally:
         torch.set_num_threads(threads)
     assert result.exit_code == 0 and result.global_step == 2
