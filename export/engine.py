@@ -21,6 +21,7 @@ from typing import Literal
 
 from segzero_edge.file_lock import LockHeld, exclusive_lock
 from segzero_edge.manifest import write_manifest
+from segzero_edge.prompts import check_answer_format
 
 logger = logging.getLogger("segzero_edge.export")
 
@@ -28,6 +29,7 @@ logger = logging.getLogger("segzero_edge.export")
 ExportLocked = LockHeld
 
 ReasonerPrecision = Literal["fp32", "fp16", "int8", "int4"]
+AnswerFormat = Literal["single", "multi"]
 SegmenterPrecision = Literal["fp32", "fp16", "int8"]
 
 
@@ -45,8 +47,17 @@ class ExportConfig:
     block_size: int = field(default=32, metadata={"help": "int4 quantization block size (power of two ≥ 16)"})
     tensorrt: bool = field(default=False, metadata={"help": "also build TensorRT plans (needs tensorrt and a GPU)"})
     force: bool = field(default=False, metadata={"help": "replace an existing output directory"})
+    answer_format: AnswerFormat = field(
+        default="single",
+        metadata={
+            "help": "the answers the reasoner was trained to give: single (Seg-Zero's original box + two points) "
+            "or multi (its current VisionReasoner list of objects); recorded in the manifest with its prompt "
+            "and parser, and the runtime follows it"
+        },
+    )
 
     def __post_init__(self) -> None:
+        check_answer_format(self.answer_format)
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
             raise ValueError(f"block_size must be a power of two ≥ 16, got {self.block_size}")
         if self.tensorrt and self.segmenter_precision == "int8":
@@ -97,7 +108,7 @@ def _export_locked(config: ExportConfig, out: Path, progress: bool) -> Path:
         components = {
             "reasoner": export_reasoner(
                 config.reasoner, staging / "reasoner", precision=config.reasoner_precision,
-                block_size=config.block_size, progress=progress,
+                block_size=config.block_size, progress=progress, answer_format=config.answer_format,
             ),
         }
         if reused is None:

@@ -18,14 +18,8 @@ from typing import Any
 from segzero_edge.export.onnx_io import onnx_bytes
 from segzero_edge.export.precision import check_block_size, convert
 from segzero_edge.export.reasoner_text import PRECISION_POLICY as TEXT_POLICY
-from segzero_edge.graphs.reasoner_prompt import QUESTION_FIELD, SEGZERO_QUESTION_RULE, USER_SENTINEL
-from segzero_edge.prompts import (
-    EXAMPLE_ANSWER,
-    QUESTION_TEMPLATE,
-    REASONER_SIZE,
-    SYSTEM_PROMPT,
-    chat_messages,
-)
+from segzero_edge.graphs.reasoner_prompt import PARSERS, SEGZERO_QUESTION_RULE, USER_SENTINEL, user_template
+from segzero_edge.prompts import REASONER_SIZE, SYSTEM_PROMPT, chat_messages
 
 PRECISIONS = TEXT_POLICY.precisions
 
@@ -48,9 +42,11 @@ _SPECIAL = {
 }
 
 
-def prompt_metadata(processor: Any) -> dict[str, Any]:
+def prompt_metadata(processor: Any, answer_format: str = "single") -> dict[str, Any]:
     """Seg-Zero's chat prompt as prefix + user text + suffix, rendered by the processor's own
-    chat template (so the runtime needs no Jinja), and the user template."""
+    chat template (so the runtime needs no Jinja), the user template of `answer_format`, and
+    that format with its parser (the runtime follows them)."""
+    template = user_template(answer_format)  # an unknown format fails before any rendering
     messages = chat_messages("x")
     messages[-1]["content"][-1]["text"] = USER_SENTINEL
     rendered = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -59,15 +55,14 @@ def prompt_metadata(processor: Any) -> dict[str, Any]:
             "the chat template did not render the user text exactly once; cannot split the prompt"
         )
     prefix, suffix = rendered.split(USER_SENTINEL)
-    user_template = QUESTION_TEMPLATE.replace("{answer}", EXAMPLE_ANSWER)
-    if user_template.count(QUESTION_FIELD) != 1:
-        raise ValueError(f"Seg-Zero's template must hold {QUESTION_FIELD} once: {QUESTION_TEMPLATE!r}")
     return {
         "prefix": prefix,
         "suffix": suffix,
-        "user_template": user_template,
+        "user_template": template,
         "question_normalization": SEGZERO_QUESTION_RULE,
         "system": SYSTEM_PROMPT,
+        "answer_format": answer_format,
+        "parser": PARSERS[answer_format],
     }
 
 
@@ -151,9 +146,11 @@ def export_reasoner(
     *,
     accuracy_level: int = 4,
     processor: Any = None,
+    answer_format: str = "single",
 ) -> dict[str, Any]:
     """Write vision.onnx, embed.onnx, decoder.onnx and tokenizer.json into `out_dir`; return the
-    manifest component (precisions, file sizes, preprocessing, prompt, special ids, dims)."""
+    manifest component (precisions, file sizes, preprocessing, prompt, special ids, dims).
+    `answer_format` picks the prompt the engines render and the answers the runtime parses."""
     import torch
     from tqdm.auto import tqdm
 
@@ -163,6 +160,7 @@ def export_reasoner(
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} not in {PRECISIONS}")
     check_block_size(block_size)
+    user_template(answer_format)  # an unknown format fails before the (slow) export
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, processor, eos_ids, pad_id, rep_penalty, source = _load(model_or_dir, processor)
@@ -204,7 +202,7 @@ def export_reasoner(
         else {},
         "bytes": {name: onnx_bytes(out / f) for name, f in FILES.items() if f.endswith(".onnx")},
         "preprocess": preprocess_metadata(processor),
-        "prompt": prompt_metadata(processor),
+        "prompt": prompt_metadata(processor, answer_format),
         "special_tokens": special_tokens(processor, eos_ids, pad_id),
         "dims": model_dims(model),
         "generation": {

@@ -72,7 +72,10 @@ def verify_engines(
         from segzero_edge.runtime.reasoner import OrtReasoner
 
         ort = OrtReasoner.from_dir(engine_dir / "reasoner", meta=manifest.component("reasoner"))
-        ref = TorchReasoner.from_pretrained(reasoner or sources["reasoner"], device=device)
+        # the reference renders the prompt the engines do (the manifest's answer format)
+        ref = TorchReasoner.from_pretrained(
+            reasoner or sources["reasoner"], device=device, answer_format=ort.answer_format
+        )
         report = verify_reasoner(ref, ort, n_pairs=n_pairs, max_new_tokens=max_new_tokens, seed=seed)
         result.reasoner = report
         result.reasoner_passed = report.passed()

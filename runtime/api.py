@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from segzero_edge.images import ImageLimits
-from segzero_edge.manifest import EngineError, Manifest, read_manifest
+from segzero_edge.manifest import EngineError, Manifest, answer_format, read_manifest
 from segzero_edge.pipeline import MAX_QUERY_TOKENS, ReasoningPipeline
 from segzero_edge.runtime.providers import PROVIDERS, Provider, check_provider, load_errors
 from segzero_edge.stopping import RepetitionStop
@@ -23,10 +23,13 @@ class ReasoningSegmenter(ReasoningPipeline):
     """The Seg-Zero chain on ONNX Runtime / TensorRT back ends.
 
     `.reasoner` and `.segmenter` are the protocol objects; `.manifest` the verified manifest.
+    The answer format (`.answer_format`, "single" | "multi") is the manifest's
+    (`components.reasoner.prompt.answer_format`; manifests without one are "single").
     """
 
     def __init__(self, reasoner, segmenter, manifest: Manifest | None = None, **limits: Any) -> None:
-        super().__init__(reasoner, segmenter, **limits)
+        fmt = answer_format(manifest.data) if manifest is not None else None
+        super().__init__(reasoner, segmenter, fmt, **limits)
         self.manifest = manifest
 
     @classmethod

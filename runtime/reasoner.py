@@ -29,7 +29,7 @@ from PIL import Image
 from segzero_edge.generation import GenerationConfig
 from segzero_edge.graphs.qwen_rope import rope_index
 from segzero_edge.pipeline import Generation
-from segzero_edge.prompts import REASONER_SIZE, resize_for_reasoner
+from segzero_edge.prompts import REASONER_SIZE, check_answer_format, resize_for_reasoner
 from segzero_edge.runtime.decoder import DecodeResult, TextDecoder
 from segzero_edge.runtime.providers import create_session
 from segzero_edge.runtime.tokenizer import PromptTokenizer
@@ -93,6 +93,9 @@ class OrtReasoner:
         config: GenerationConfig | None = None,
     ) -> None:
         self.text, self.tokenizer, self.vision, self.meta = text, tokenizer, vision, meta
+        # The prompt the manifest's template asks for; manifests written before the format was
+        # recorded hold Seg-Zero's original single-object template.
+        self.answer_format: str = check_answer_format(meta.get("prompt", {}).get("answer_format", "single"))
         dims = meta["dims"]
         self.spatial_merge_size = int(dims["spatial_merge_size"])
         self.hidden = int(dims["hidden"])

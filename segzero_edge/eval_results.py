@@ -1,8 +1,8 @@
 """The resumable per-sample results file of `evaluate` (JSONL), and what produced it.
 
 Line 1 is a header recording the run's provenance: the engine manifest's sha256 (or the
-torch back end's sources), the data's sha256, the data format, the limit, the ignore mode
-and the token budget. A resume must match it field for field; anything else is refused
+torch back end's sources), the data's sha256, the data format, the limit, the ignore mode,
+the token budget, and the answer format with its scoring switches. A resume must match it field for field; anything else is refused
 with the differing fields named (`ResultsMismatch`), because mixing two runs' samples gives
 numbers that belong to neither. `restart=True` starts the file over.
 
@@ -42,12 +42,25 @@ class Provenance:
     limit: int | None = None
     ignore_mode: str | None = None
     max_new_tokens: int | None = None
+    # How the samples are scored (`evaluate.format_settings`); None = not applicable.
+    answer_format: str = "single"
+    no_target: bool | None = None
+    box_metric: str | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> Provenance | None:
-        if not isinstance(data, dict) or set(data) != {f.name for f in fields(cls)}:
+        if not isinstance(data, dict):
+            return None
+        names = {f.name for f in fields(cls)}
+        # Headers written before the answer-format fields existed were single-format runs;
+        # they read as such, so those files still resume.
+        if not set(data) <= names or not (names - _LATER_FIELDS) <= set(data):
             return None
         return cls(**data)
+
+
+#: Provenance fields added after version 1 headers were first written (their defaults apply).
+_LATER_FIELDS = frozenset({"answer_format", "no_target", "box_metric"})
 
 
 def _hash_file(path: Path, digest: Any) -> None:
@@ -119,12 +132,15 @@ def check(out: str | Path, provenance: Provenance | None, *, restart: bool = Fal
     _existing_lines(Path(out), provenance, restart)
 
 
-def prepare(out: str | Path, provenance: Provenance | None, *, restart: bool = False) -> list[dict[str, Any]]:
+def prepare(
+    out: str | Path, provenance: Provenance | None, *, restart: bool = False, keys: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     """Make `out` a results file of this run and return its finished sample records.
 
     A missing or empty file (or `restart`) gets a fresh header. An existing one must carry a
     header with the same provenance (else `ResultsMismatch`); a torn last line, left by a
-    crash mid-write, is dropped by an atomic rewrite.
+    crash mid-write, is dropped by an atomic rewrite. A record is finished when it holds
+    `id`, `intersection`, `union` and every one of `keys`.
     """
     out = Path(out)
     lines = _existing_lines(out, provenance, restart)
@@ -135,7 +151,8 @@ def prepare(out: str | Path, provenance: Provenance | None, *, restart: bool = F
     for line in lines[1:]:
         try:
             record = json.loads(line)
-            record["id"], record["intersection"], record["union"]
+            for key in ("id", "intersection", "union", *keys):
+                record[key]
         except (json.JSONDecodeError, KeyError, TypeError):
             break  # an interrupted write: it and anything after it are recomputed
         records.append(record)

@@ -32,6 +32,20 @@ class EvalSample:
     query: str
     mask: np.ndarray  # HxW bool
     ignore: np.ndarray | None = None  # HxW bool, LISA semantics only
+    bbox: tuple[float, float, float, float] | None = None  # the data's `bbox` (x1, y1, x2, y2), if any
+
+
+def _gt_box(value: Any, where: str) -> tuple[float, float, float, float] | None:
+    """The optional `bbox` column Seg-Zero's evaluation reads for its box metric."""
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+        return None
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        raise DataError(f"{where}: bbox must be [x1, y1, x2, y2] numbers or empty, got {value!r}")
+    return tuple(value)  # type: ignore[return-value]
 
 
 #: Files `datasets.save_to_disk` leaves in a dataset (or DatasetDict) folder.
@@ -115,12 +129,13 @@ def read_hf_layout(path: Path, limit: int | None = None) -> Iterator[EvalSample]
         if missing:
             raise DataError(f"{path} row {index} lacks columns {sorted(missing)} (has {sorted(row)})")
         sample_id = f"{row.get('image_id', index)}:{row.get('ann_id', index)}"
+        bbox = _gt_box(row.get("bbox"), f"{path} row {index}")
         image = load_image(_decode_image_cell(row["image"], "image"), exif=False)  # GT is on stored pixels
         mask = decode_mask_cell(row["mask"])
         if mask.shape != image.shape[:2]:
             raise DataError(f"{path} row {index}: mask {mask.shape} does not match image {image.shape[:2]}")
         text = row["text"][0] if isinstance(row["text"], list) else row["text"]
-        yield EvalSample(sample_id=sample_id, image=image, query=str(text), mask=mask)
+        yield EvalSample(sample_id=sample_id, image=image, query=str(text), mask=mask, bbox=bbox)
 
 
 def _fill_polygons(polygons: list[list[list[float]]], height: int, width: int) -> np.ndarray:

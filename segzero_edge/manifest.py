@@ -78,6 +78,29 @@ class Manifest:
             raise EngineError(f"{self.root / MANIFEST_NAME}: {exc}") from None
 
 
+def answer_format(data: dict[str, Any]) -> str:
+    """The answer format a validated manifest's reasoner prompt asks for; manifests written
+    before the format was recorded are Seg-Zero's original single-object ones."""
+    return data["components"]["reasoner"]["prompt"].get("answer_format", "single")
+
+
+def engines_answer_format(root: str | Path) -> str:
+    """`answer_format` of an engine directory, from its manifest alone (no file is hashed):
+    for choosing settings before the engines load. Raises `EngineError` like `read_manifest`."""
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        raise EngineError(f"{path} is missing: not an engine directory (make one with `segzero-edge export`)")
+    data = _load_json(path)
+    try:
+        validate(data)
+        reasoner = data["components"]["reasoner"]
+    except SchemaError as exc:
+        raise _fail(path, f"{exc}: re-export the engines or restore this manifest") from None
+    except (KeyError, TypeError):
+        raise _fail(path, "has no reasoner component: not a reasoning-segmentation engine directory") from None
+    return reasoner["prompt"].get("answer_format", "single")
+
+
 def write_manifest(root: Path, *, sources: dict[str, str], components: dict[str, dict[str, Any]]) -> Path:
     """Hash every file under `root` and write `root/manifest.json` last."""
     root = Path(root)

@@ -17,6 +17,8 @@ import re
 from typing import Any
 
 from .engine_paths import PathProblem, check_relative
+from .graphs.reasoner_prompt import PARSERS
+from .prompts import ANSWER_FORMATS
 
 #: Most files an engine directory may list.
 MAX_FILES = 10_000
@@ -151,6 +153,14 @@ def _reasoner(meta: Any) -> None:
     prompt = mapping(child(meta, "prompt", key), f"{key}.prompt")
     for name in ("prefix", "suffix", "user_template", "question_normalization"):
         text(child(prompt, name, f"{key}.prompt"), f"{key}.prompt.{name}")
+    _optional(prompt, "answer_format", f"{key}.prompt", _answer_format)
+    if "parser" in prompt:
+        fmt = prompt.get("answer_format", "single")
+        if prompt["parser"] != PARSERS[fmt]:
+            raise SchemaError(
+                f"{key}.prompt.parser",
+                f"must be {PARSERS[fmt]!r} for the {fmt!r} answer format, got {describe(prompt['parser'])}",
+            )
     special = mapping(child(meta, "special_tokens", key), f"{key}.special_tokens")
     if len(special) > 256:
         raise SchemaError(f"{key}.special_tokens", f"lists {len(special)} entries (limit 256)")
@@ -165,6 +175,11 @@ def _reasoner(meta: Any) -> None:
         gen = mapping(meta["generation"], f"{key}.generation")
         _optional(gen, "repetition_penalty", f"{key}.generation", lambda v, k: number(v, k, 1e-3, 100.0))
     _optional(meta, "precision", key, _precision)
+
+
+def _answer_format(value: Any, key: str) -> None:
+    if value not in ANSWER_FORMATS:
+        raise SchemaError(key, f"must be one of {', '.join(ANSWER_FORMATS)}, got {describe(value)}")
 
 
 def _precision(value: Any, key: str) -> None:

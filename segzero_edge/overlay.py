@@ -55,11 +55,14 @@ def render_overlay(image: np.ndarray, result: Result, *, alpha: float = 0.5, cap
     out = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(out)
     scale = max(1, round(max(out.size) / 400))
-    if result.bbox is not None:
-        draw.rectangle(result.bbox, outline=_BOX_RGB, width=2 * scale)
-    for x, y in result.points or ():
-        r = 4 * scale
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=_POINT_RGB, outline=(0, 0, 0), width=scale)
+    # every object's own prompt (a multi answer's `bbox` is only the box around them all)
+    prompts = [(o.bbox, o.points) for o in result.objects] or [(result.bbox, result.points or ())]
+    for box, points in prompts:
+        if box is not None:
+            draw.rectangle(box, outline=_BOX_RGB, width=2 * scale)
+        for x, y in points:
+            r = 4 * scale
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=_POINT_RGB, outline=(0, 0, 0), width=scale)
     if not caption:
         return out
     return _with_caption(out, result)
@@ -70,9 +73,7 @@ def _with_caption(image: Image.Image, result: Result) -> Image.Image:
     width_chars = max(20, image.width // 7)
     lines = textwrap.wrap(f"Query: {result.query}", width_chars)
     if result.ok:
-        status = f"bbox={list(result.bbox or ())} points={[list(p) for p in result.points or ()]}"
-        if result.score is not None:
-            status += f" score={result.score:.3f}"
+        status = describe_objects(result)
     else:
         status = f"FAILED: {result.error}"
     lines += textwrap.wrap(status, width_chars)
@@ -87,3 +88,14 @@ def _with_caption(image: Image.Image, result: Result) -> Image.Image:
     out.paste(image, (0, 0))
     out.paste(strip, (0, image.height))
     return out
+
+
+def describe_objects(result: Result) -> str:
+    """One line for a successful result: its box, points and score, or each object's."""
+    if len(result.objects) <= 1 and result.bbox is not None:
+        status = f"bbox={list(result.bbox)} points={[list(p) for p in result.points or ()]}"
+        return status + (f" score={result.score:.3f}" if result.score is not None else "")
+    if not result.objects:
+        return "no object matches (empty mask)"
+    parts = [f"#{i} bbox={list(o.bbox)} point={list(o.points[0])} score={o.score:.3f}" for i, o in enumerate(result.objects)]
+    return f"{len(result.objects)} objects: " + "; ".join(parts)

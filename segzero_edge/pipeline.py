@@ -4,6 +4,17 @@
 
 Back ends plug in through two small protocols: the PyTorch reference
 (`segzero_edge.models`) and the torch-free runtime (`segzero_edge.runtime`) both do.
+
+Two answer formats (`segzero_edge.prompts.ANSWER_FORMATS`):
+- `single`: one box + two points → one SAM2 call → the best-scored mask;
+- `multi` (Seg-Zero's current release): a list of objects; each object's box + its one
+  point (label 1) → one SAM2 call on the shared image embedding → its best-scored mask;
+  the result mask is the union, and an empty list is a valid answer with an empty mask.
+
+The reasoner renders the prompt, so it owns the format: a reasoner may declare
+`answer_format` ("single" | "multi"), and the pipeline parses that format. One that
+declares nothing (the runtime until its manifest records the format) is taken as single
+unless the pipeline is told otherwise.
 """
 
 from __future__ import annotations
@@ -17,9 +28,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .answer import AnswerError, parse_answer
+from .answer import AnswerError, parse_answer, parse_multi_answer
 from .geometry import clip_box, clip_point, is_degenerate
 from .images import ImageLike, ImageLimits, load_image
+from .prompts import check_answer_format
 from .stopping import RepetitionStop
 
 #: What the pipeline may pass to `Reasoner.generate` beyond (encoded, query), when it names them.
@@ -83,9 +95,24 @@ class Segmenter(Protocol):
 
 
 @dataclass
+class ObjectResult:
+    """One segmented object: the prompt SAM2 got (clipped box, points) and its best mask."""
+
+    bbox: tuple[int, int, int, int]  # original-image pixels, corners ordered and clipped
+    points: tuple[tuple[int, int], ...]  # two for single answers, one for multi answers
+    mask: np.ndarray  # HxW bool at the original image size
+    score: float  # the segmenter's predicted IoU for this mask
+
+
+@dataclass
 class Result:
     """The outcome of one query. A failed parse or segmentation gives ok=False with the
-    reason in `error`; it does not raise."""
+    reason in `error`; it does not raise.
+
+    Multi-object answers: `objects` holds one entry per object and `mask` their union;
+    `bbox` is the box enclosing all objects, `points` one point per object and `score`
+    None. `ok=True` with no objects is the model saying nothing matches (empty mask).
+    """
 
     ok: bool
     query: str
@@ -98,6 +125,7 @@ class Result:
     answer_text: str = ""
     timings: dict[str, float | int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    objects: list[ObjectResult] = field(default_factory=list)
     #: the RGB uint8 HxWx3 image the query ran on (shared by a segment_many call, not copied);
     #: `save` draws on it. Not part of `to_dict`.
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -153,6 +181,8 @@ def check_query(
 class ReasoningPipeline:
     """Chains any `Reasoner` with any `Segmenter`, following Seg-Zero's inference.
 
+    `answer_format` ("single" | "multi") is the format the reasoner's prompt asks for; None
+    takes the reasoner's own `answer_format` attribute, or "single" when it declares none.
     `max_query_tokens` bounds each query (counted by the reasoner's `count_query_tokens`
     when it has one); `image_limits` bounds the images `segment` accepts. `max_time_s` is
     the default wall-clock budget of each query (None: none) and `repetition_stop` the rule
@@ -163,17 +193,26 @@ class ReasoningPipeline:
         self,
         reasoner: Reasoner,
         segmenter: Segmenter,
+        answer_format: str | None = None,
         *,
         max_query_tokens: int = MAX_QUERY_TOKENS,
         image_limits: ImageLimits | None = None,
         max_time_s: float | None = None,
         repetition_stop: RepetitionStop | None = RepetitionStop(),  # noqa: B008 - frozen dataclass
     ) -> None:
+        declared = getattr(reasoner, "answer_format", None)
+        chosen = check_answer_format(answer_format or declared or "single")
+        if declared is not None and declared != chosen:
+            raise ValueError(
+                f"the reasoner renders the {declared!r} prompt but the pipeline was asked for {chosen!r} "
+                f"answers; build the reasoner with answer_format={chosen!r} or drop the pipeline's answer_format"
+            )
         if isinstance(max_query_tokens, bool) or not isinstance(max_query_tokens, int) or max_query_tokens < 1:
             raise ValueError(f"max_query_tokens must be a positive integer, got {max_query_tokens!r}")
         _check_time(max_time_s)
         self.reasoner = reasoner
         self.segmenter = segmenter
+        self.answer_format = chosen
         self.max_query_tokens = max_query_tokens
         self.image_limits = image_limits
         self.max_time_s = max_time_s
@@ -193,7 +232,7 @@ class ReasoningPipeline:
         on_token: Callable[[int, str], None] | None = None,
         max_time_s: float | None = None,
     ) -> Result:
-        """Segment the object a free-text query describes. Bad images raise `ImageError`;
+        """Segment the object(s) a free-text query describes. Bad images raise `ImageError`;
         everything that goes wrong after that comes back as `Result(ok=False)`.
 
         channel_order: "rgb", or "bgr" for OpenCV frames (numpy arrays only; see
@@ -248,7 +287,7 @@ class ReasoningPipeline:
             try:
                 embedding = self._answer(result, encoded, pixels, embedding, controls, query_start)
             except ValueError as exc:  # input the back end refuses: this query fails, the others go on
-                result.ok, result.mask, result.score = False, None, None
+                result.ok, result.mask, result.score, result.objects = False, None, None, []
                 result.error = f"query failed: {type(exc).__name__}: {_first_line(exc)}"
             timings["total_ms"] = _ms(total) + timings["reasoner_vision_ms"]
         return results
@@ -297,8 +336,24 @@ class ReasoningPipeline:
                 )
             result.error = f"decoding stopped early: {reason}"
             return embedding
+        if self.answer_format == "multi":
+            return self._segment_objects(result, pixels, embedding)
+        return self._segment_single(result, pixels, embedding)
+
+    def _encode(self, pixels: np.ndarray, embedding: Any, timings: dict[str, float]) -> Any:
+        """The segmenter's image embedding: the first query that needs it pays the encode."""
+        if embedding is None:
+            start = time.perf_counter()
+            embedding = self.segmenter.encode(pixels)
+            timings["segmenter_encode_ms"] = _ms(start)
+        else:
+            timings["segmenter_encode_ms"] = 0.0
+        return embedding
+
+    def _segment_single(self, result: Result, pixels: np.ndarray, embedding: Any) -> Any:
+        """Seg-Zero's original format: one box + two points, the best of SAM2's masks."""
         try:
-            answer = parse_answer(generation.text)
+            answer = parse_answer(result.answer_text)
         except AnswerError as exc:
             result.error = f"unparseable answer: {exc}"
             return embedding
@@ -308,21 +363,56 @@ class ReasoningPipeline:
         box = clip_box(answer.bbox, width, height)
         points = tuple(clip_point(p, width, height) for p in answer.points)
         result.bbox, result.points = box, points
-        if embedding is None:  # first query that needs it pays the encode
-            start = time.perf_counter()
-            embedding = self.segmenter.encode(pixels)
-            timings["segmenter_encode_ms"] = _ms(start)
-        else:
-            timings["segmenter_encode_ms"] = 0.0
+        embedding = self._encode(pixels, embedding, result.timings)
         start = time.perf_counter()
         masks, scores = self.segmenter.decode(embedding, box, points)
-        timings["segmenter_decode_ms"] = _ms(start)
+        result.timings["segmenter_decode_ms"] = _ms(start)
         best = int(np.argmax(scores))
         result.mask = np.asarray(masks[best], dtype=bool)
         result.score = float(scores[best])
+        result.objects = [ObjectResult(bbox=box, points=points, mask=result.mask, score=result.score)]
         result.ok = True
         if is_degenerate(answer.bbox):
             result.warnings.append("degenerate box (zero width or height): the points carry the prompt")
+        return embedding
+
+    def _segment_objects(self, result: Result, pixels: np.ndarray, embedding: Any) -> Any:
+        """Seg-Zero's multi-object format: per object, its box + its one point (label 1) and
+        the best of SAM2's masks on the shared embedding; the result mask is the union."""
+        height, width = pixels.shape[:2]
+        try:
+            answer = parse_multi_answer(result.answer_text).rescale(width, height)
+        except AnswerError as exc:
+            result.error = f"unparseable answer: {exc}"
+            return embedding
+        result.thinking = answer.thinking
+        union = np.zeros((height, width), dtype=bool)
+        decode_ms = 0.0
+        if answer.objects:
+            embedding = self._encode(pixels, embedding, result.timings)
+        else:
+            result.timings["segmenter_encode_ms"] = 0.0
+        for i, obj in enumerate(answer.objects):
+            box = clip_box(obj.bbox, width, height)
+            point = clip_point(obj.point, width, height)
+            start = time.perf_counter()
+            masks, scores = self.segmenter.decode(embedding, box, (point,))
+            decode_ms += _ms(start)
+            best = int(np.argmax(scores))
+            mask = np.asarray(masks[best], dtype=bool)
+            union |= mask
+            result.objects.append(ObjectResult(bbox=box, points=(point,), mask=mask, score=float(scores[best])))
+            if is_degenerate(obj.bbox):
+                result.warnings.append(f"object {i}: degenerate box (zero width or height): the point carries the prompt")
+        result.timings["segmenter_decode_ms"] = decode_ms
+        result.mask = union
+        if result.objects:
+            boxes = np.array([o.bbox for o in result.objects])
+            x1, y1 = boxes[:, :2].min(axis=0)
+            x2, y2 = boxes[:, 2:].max(axis=0)
+            result.bbox = (int(x1), int(y1), int(x2), int(y2))
+            result.points = tuple(o.points[0] for o in result.objects)
+        result.ok = True
         return embedding
 
 

@@ -27,12 +27,24 @@ def result_to_dict(result: Any) -> dict[str, Any]:
         "answer_text": result.answer_text,
         "timings": dict(result.timings),
         "warnings": list(result.warnings),
+        "objects": [
+            {"bbox": list(o.bbox), "points": [list(p) for p in o.points], "score": o.score,
+             "mask_area": int(o.mask.sum()), "mask_rle": encode(o.mask)}
+            for o in result.objects
+        ],
     }
 
 
 def result_fields(data: dict[str, Any]) -> dict[str, Any]:
     """`Result(**fields)` arguments from `result_to_dict` output (RLE decoded, tuples restored)."""
+    from .pipeline import ObjectResult
+
     rle = data.get("mask_rle")
+    objects = [
+        ObjectResult(bbox=tuple(int(v) for v in o["bbox"]), points=tuple(tuple(int(v) for v in p) for p in o["points"]),
+                     mask=decode(o["mask_rle"]), score=o.get("score"))
+        for o in data.get("objects", [])
+    ]
     return {
         "ok": bool(data["ok"]),
         "query": data["query"],
@@ -45,6 +57,7 @@ def result_fields(data: dict[str, Any]) -> dict[str, Any]:
         "answer_text": data.get("answer_text", ""),
         "timings": dict(data.get("timings", {})),
         "warnings": list(data.get("warnings", [])),
+        "objects": objects,
     }
 
 

@@ -21,6 +21,8 @@ COMPLETION = (
     "<think>the whole scene</think>"
     '<answer>{"bbox": [0,0,839,839], "points_1": [420,420], "points_2": [300,500]}</answer>'
 )
+#: A valid multi-object (VisionReasoner) answer: one object whose box covers the whole image.
+COMPLETION_MULTI = '<think>the whole scene</think><answer>[{"bbox_2d": [0,0,839,839], "point_2d": [420,420]}]</answer>'
 
 
 def overfit_reasoner(
@@ -32,15 +34,16 @@ def overfit_reasoner(
     steps: int = 60,
     lr: float = 3e-3,
     seed: int = 0,
+    answer_format: str = "single",
 ) -> Path:
-    """Train the reasoner at `src` to answer each (image, query) with `completion` (then its
-    end-of-turn token); write the result to `out` and return it."""
+    """Train the reasoner at `src` to answer each (image, query), prompted in `answer_format`,
+    with `completion` (then its end-of-turn token); write the result to `out` and return it."""
     import torch
 
     from segzero_edge.models.reasoner import TorchReasoner
 
     torch.manual_seed(seed)
-    reasoner = TorchReasoner.from_pretrained(src)
+    reasoner = TorchReasoner.from_pretrained(src, answer_format=answer_format)
     model, tokenizer = reasoner.model, reasoner.processor.tokenizer
     target = tokenizer(completion, add_special_tokens=False)["input_ids"]
     target.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))  # ends the turn: generation stops

@@ -178,3 +178,73 @@ def test_export_reuses_the_segmenter_graphs_of_an_engine_dir(tiny_models, engine
                  "--out", str(tmp_path / "refused"), "--reasoner-precision", "fp32"])
     assert code != 0 and "altered" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
+
+
+@pytest.fixture(scope="module")
+def multi_eval_set(tmp_path_factory):
+    from segzero_edge.evaldata import read_eval_set
+    from segzero_edge.synthetic.multi_dataset import write_multi_dataset
+
+    data = tmp_path_factory.mktemp("synth_multi") / "data"
+    write_multi_dataset(data, {"test": 3}, size=256, seed=0, progress=False, no_target_rate=0.0)
+    return data / "test.parquet", list(read_eval_set(data / "test.parquet"))
+
+
+@pytest.fixture(scope="module")
+def answering_multi(tiny_models, multi_eval_set, tmp_path_factory):
+    """(reasoner dir, engine dir) for the multi format: the tiny reasoner overfitted to answer
+    the multi prompt with one valid object list, exported with `--answer-format multi`."""
+    from answering_reasoner import COMPLETION_MULTI, overfit_reasoner
+
+    from segzero_edge.prompts import evaluation_query
+
+    root = tmp_path_factory.mktemp("answering_multi")
+    examples = [(s.image, evaluation_query(s.query, "multi")) for s in multi_eval_set[1]]
+    reasoner = overfit_reasoner(
+        tiny_models.reasoner, root / "reasoner", examples, completion=COMPLETION_MULTI, answer_format="multi"
+    )
+    engines = root / "engines"
+    code = main(["export", "--reasoner", str(reasoner), "--segmenter", str(tiny_models.segmenter), "--out", str(engines),
+                 "--reasoner-precision", "fp32", "--segmenter-precision", "fp32", "--answer-format", "multi"])  # fmt: skip
+    assert code == 0
+    return reasoner, engines
+
+
+def test_multi_format_end_to_end_equal_on_both_back_ends(tiny_models, multi_eval_set, answering_multi, tmp_path, capsys):
+    """export --answer-format multi, then eval on both back ends: the engines follow their
+    manifest, both parse the object list, segment it and score IoU > 0, to the same figures."""
+    from answering_reasoner import COMPLETION_MULTI
+
+    from segzero_edge.manifest import read_manifest
+
+    reasoner, engines = answering_multi
+    assert read_manifest(engines).component("reasoner")["prompt"]["answer_format"] == "multi"
+    lines = {}
+    for name, backend in {
+        "runtime": ["--engines", str(engines)],  # no --answer-format: the manifest says multi
+        "torch": ["--reasoner", str(reasoner), "--segmenter", str(tiny_models.segmenter), "--answer-format", "multi"],
+    }.items():
+        out = tmp_path / f"{name}.jsonl"
+        code = main(["eval", *backend, "--data", str(multi_eval_set[0]), "--max-new-tokens", "64", "--out", str(out)])
+        assert code == 0
+        lines[name] = capsys.readouterr().out.strip().splitlines()[-1]
+        header, *records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert header["provenance"]["answer_format"] == "multi" and len(records) == 3
+        for r in records:
+            assert r["ok"] and r["answer"] == COMPLETION_MULTI, r["answer"]
+            assert [o["bbox"] for o in r["objects"]] == [[0, 0, 255, 255]]  # int(839*256/840+0.5) = 256, clipped
+            assert r["intersection"] > 0 and r["union"] > 0
+    assert lines["runtime"].startswith("gIoU=") and float(lines["runtime"].split()[0].removeprefix("gIoU=")) > 0
+    assert lines["runtime"] == lines["torch"]
+
+
+def test_verify_passes_on_multi_engines(answering_multi, tmp_path):
+    """verify builds its torch reference with the manifest's answer format, so the runtime's
+    multi prompt ids equal the reference's and the token parity holds."""
+    _, engines = answering_multi
+    report = tmp_path / "parity.json"
+    code = main(["verify", "--engines", str(engines), "--stage", "reasoner", "--pairs", "2",
+                 "--max-new-tokens", "16", "--json", str(report)])  # fmt: skip
+    data = json.loads(report.read_text())
+    assert code == 0 and data["passed"], data
+    assert data["reasoner"]["exact_rate"] == 1.0

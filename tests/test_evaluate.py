@@ -74,7 +74,10 @@ def test_hf_layout_matches_hand_computation(hf_parquet, tmp_path):
     assert summary.giou == pytest.approx(HAND_GIOU) and summary.ciou == pytest.approx(HAND_CIOU)
     assert summary.line() == f"gIoU={HAND_GIOU:.4f} cIoU={HAND_CIOU:.4f} n=3"
     header, *records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert header == {"segzero_eval": 1, "provenance": None}
+    # without a caller's provenance the header still records how the samples were scored
+    assert header["segzero_eval"] == 1
+    recorded = {k: v for k, v in header["provenance"].items() if v is not None}
+    assert recorded == {"answer_format": "single"}
     assert [(r["intersection"], r["union"]) for r in records] == HAND
     assert records[0]["think"] == "it is there" and records[1]["ok"] is False
     assert {"query", "answer", "timings"} <= set(records[0])
@@ -172,3 +175,21 @@ def test_bad_paths_say_why(tmp_path):
     pq.write_table(pa.table({"image": [b"x"], "text": ["q"]}), tmp_path / "bad.parquet")
     with pytest.raises(DataError, match="lacks columns"):
         list(read_eval_set(tmp_path / "bad.parquet"))
+
+
+def test_headers_written_before_the_answer_format_resume_as_single(hf_parquet, tmp_path):
+    """A results file from before the provenance held the answer format resumes a single-format
+    run unchanged, and is refused by a multi one."""
+    from segzero_edge.eval_results import HEADER_KEY, HEADER_VERSION, Provenance, ResultsMismatch
+
+    old = {"engines_sha256": None, "reasoner": "r", "segmenter": "s", "data_sha256": "d", "data_format": "hf",
+           "limit": None, "ignore_mode": "segzero", "max_new_tokens": None}  # fmt: skip
+    assert Provenance.from_dict(old) == Provenance(**old, answer_format="single")
+    assert Provenance.from_dict({**old, "unknown": 1}) is None
+    out = tmp_path / "r.jsonl"
+    out.write_text(json.dumps({HEADER_KEY: HEADER_VERSION, "provenance": old}) + "\n")
+    summary = evaluate(_pipeline()[0], read_eval_set(hf_parquet), out, progress=False, provenance=Provenance(**old))
+    assert summary.count == 3 and summary.resumed == 0
+    multi = ReasoningPipeline(ScriptedReasoner(""), BoxSegmenter(), "multi")
+    with pytest.raises(ResultsMismatch, match="answer_format 'single' -> 'multi'"):
+        evaluate(multi, read_eval_set(hf_parquet), out, progress=False, provenance=Provenance(**old))

@@ -25,6 +25,14 @@ def test_core_modules_are_torch_free():
     assert _loaded_after(stmt) == []
 
 
+def test_multi_object_modules_are_torch_and_scipy_free():
+    stmt = "import segzero_edge.rewards_multi, segzero_edge.assignment"
+    assert _loaded_after(stmt) == []
+    code = f"import sys\n{stmt}\nprint('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # scipy is imported only when a reward is computed
+
+
 def test_cli_help_is_torch_free():
     assert _loaded_after("from segzero_edge.cli import build_parser; build_parser()") == []
 

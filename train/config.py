@@ -17,6 +17,10 @@ from typing import Any, Literal
 from segzero_edge.dataclass_args import apply_overrides, parse_value
 from segzero_edge.prompts import REASONER_SIZE, SYSTEM_PROMPT
 from segzero_edge.rewards import REWARDS, SEG_ZERO_COMPONENTS
+from segzero_edge.rewards_multi import REWARDS_MULTI, VISION_REASONER_COMPONENTS
+
+#: Rewards that read the text only, valid in either answer format.
+_TEXT_ONLY_REWARDS = ("think_format",)
 
 #: The language model's linear layers in Qwen2.5-VL (attention and MLP).
 LM_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -38,10 +42,18 @@ class TrainConfig:
             "or 'synthetic' (a few generated image+mask rows)"
         },
     )
-    data_format: Literal["auto", "segzero", "mask"] = field(
+    answer_format: Literal["single", "multi"] = field(
+        default="single",
+        metadata={
+            "help": "single: Seg-Zero's original one-object answers; multi: its current (VisionReasoner) "
+            "list of objects, with its prompt, a `solution` ground-truth column and its rewards"
+        },
+    )
+    data_format: Literal["auto", "segzero", "mask", "instances"] = field(
         default="auto",
         metadata={
-            "help": "segzero: problem/solution/image rows; mask: image/text/mask rows; auto: from the columns"
+            "help": "segzero: problem/solution/image rows; mask: image/text/mask rows; instances (multi "
+            "only): image/text/masks rows; auto: from the columns"
         },
     )
     data_split: str = field(
@@ -212,10 +224,20 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
-        unknown = [name for name in self.rewards if name not in REWARDS and ":" not in name]
+        known = {**REWARDS, **REWARDS_MULTI}
+        unknown = [name for name in self.rewards if name not in known and ":" not in name]
         if unknown or not self.rewards:
+            raise ValueError(f"unknown rewards {unknown or '(none given)'}; known: {', '.join(sorted(known))}")
+        if self.data_format == "instances" and self.answer_format != "multi":
+            raise ValueError("data_format=instances gives multi-object ground truth: set answer_format=multi")
+        # each reward reads its format's ground-truth columns: a mismatch would score 0 silently
+        other = REWARDS_MULTI if self.answer_format == "single" else REWARDS
+        wrong = [n for n in self.rewards if n in other and n not in _TEXT_ONLY_REWARDS]
+        if wrong:
+            fix = SEG_ZERO_COMPONENTS if self.answer_format == "single" else VISION_REASONER_COMPONENTS
             raise ValueError(
-                f"unknown rewards {unknown or '(none given)'}; known: {', '.join(sorted(REWARDS))}"
+                f"rewards {wrong} do not score {self.answer_format}-format answers; for answer_format="
+                f"{self.answer_format} use e.g. rewards=[{','.join(fix)}]"
             )
         if not self.lora_target_modules:
             raise ValueError("lora_target_modules is empty: name at least one layer, e.g. q_proj,v_proj")

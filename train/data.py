@@ -9,6 +9,9 @@ files:
   ground-truth box (`mask_bbox`) and Seg-Zero's two reference points are computed on the
   mask resized to 840×840 (nearest).
 
+With `answer_format="multi"` the same layouts (plus `image`, `text`, `masks`) give Seg-Zero's
+multi-object ground truth instead, as a `solution` column (`train/data_multi.py`).
+
 One pass checks every row first: bad rows (unreadable image, empty mask, missing text,
 unparsable solution) are skipped and counted, never fatal. The output rows carry
 `prompt` (system + user turns; TRL inserts the image before the user text), `image`
@@ -30,8 +33,11 @@ from PIL import Image
 
 from segzero_edge.geometry import mask_bbox, reference_points
 from segzero_edge.images import ImageError, load_image
-from segzero_edge.prompts import REASONER_SIZE, user_prompt
+from segzero_edge.multi_truth import rescale_objects, solution_json
+from segzero_edge.prompts import REASONER_SIZE, check_answer_format, training_user_text
 from segzero_edge.rewards import parse_solution
+
+from .data_multi import INSTANCE_COLUMNS, check_multi_row, synthetic_multi_dataset, undecoded_masks
 
 if TYPE_CHECKING:
     import datasets
@@ -87,15 +93,18 @@ def open_dataset(path: str | Path, split: str = "train") -> datasets.Dataset:
     return datasets.Dataset.from_parquet([str(f) for f in (in_split or files)])
 
 
-def detect_layout(columns: list[str]) -> str:
-    """'segzero' or 'mask' from the column names; raises naming the columns otherwise."""
+def detect_layout(columns: list[str], answer_format: str = "single") -> str:
+    """'segzero', 'mask' (or, for multi, 'instances') from the column names; raises naming them otherwise."""
     if all(c in columns for c in SEGZERO_COLUMNS):
         return "segzero"
+    if answer_format == "multi" and all(c in columns for c in INSTANCE_COLUMNS):
+        return "instances"
     if all(c in columns for c in MASK_COLUMNS):
         return "mask"
+    extra = f" or {list(INSTANCE_COLUMNS)} (instance masks)" if answer_format == "multi" else ""
     raise ValueError(
         f"cannot tell the dataset layout from its columns {columns}: expected {list(SEGZERO_COLUMNS)} "
-        f"(Seg-Zero) or {list(MASK_COLUMNS)} (mask dataset)"
+        f"(Seg-Zero) or {list(MASK_COLUMNS)} (mask dataset){extra}"
     )
 
 
@@ -213,31 +222,37 @@ def _check_row(
 class _RowTransform:
     """Per-batch transform: look the image up in the source, resize it, and build the prompt."""
 
-    def __init__(self, images: datasets.Dataset, root: Path | None, size: int, system_prompt: str | None):
+    def __init__(
+        self,
+        images: datasets.Dataset,
+        root: Path | None,
+        size: int,
+        system_prompt: str | None,
+        answer_format: str = "single",
+    ):
         self.images, self.root, self.size, self.system_prompt = images, root, size, system_prompt
+        self.answer_format = answer_format
 
     def prompt(self, query: str) -> list[dict[str, str]]:
         turns = [{"role": "system", "content": self.system_prompt}] if self.system_prompt is not None else []
-        return [*turns, {"role": "user", "content": user_prompt(query)}]
+        return [*turns, {"role": "user", "content": training_user_text(query, self.answer_format)}]
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         images = []
         for row in batch["row"]:
             rgb = to_rgb(self.images[int(row)]["image"], self.root)
             images.append(Image.fromarray(rgb).resize((self.size, self.size), Image.BILINEAR))
-        return {
-            "prompt": [self.prompt(q) for q in batch["query"]],
-            "image": images,
-            "query": list(batch["query"]),
-            "gt_bbox": list(batch["gt_bbox"]),
-            "gt_points": list(batch["gt_points"]),
-        }
+        out = {"prompt": [self.prompt(q) for q in batch["query"]], "image": images, "query": list(batch["query"])}
+        if self.answer_format == "multi":
+            return {**out, "solution": list(batch["solution"])}
+        return {**out, "gt_bbox": list(batch["gt_bbox"]), "gt_points": list(batch["gt_points"])}
 
 
 def prepare_dataset(
     source: datasets.Dataset,
     *,
     layout: str = "auto",
+    answer_format: str = "single",
     image_size: int = REASONER_SIZE,
     system_prompt: str | None = None,
     max_samples: int | None = None,
@@ -245,47 +260,80 @@ def prepare_dataset(
     root: Path | None = None,
     name: str = "dataset",
 ) -> tuple[datasets.Dataset, DataReport]:
-    """Check every row, compute ground truth, and return GRPO rows (lazy images) plus a report."""
+    """Check every row, compute ground truth, and return GRPO rows (lazy images) plus a report.
+
+    `answer_format="multi"` gives a `solution` column (Seg-Zero's multi-object JSON, in
+    `image_size` space) instead of `gt_bbox` / `gt_points`, and the multi-object prompt.
+    """
     import datasets
     from tqdm.auto import tqdm
 
+    multi = check_answer_format(answer_format) == "multi"
+    columns = {"segzero": SEGZERO_COLUMNS, "mask": MASK_COLUMNS, **({"instances": INSTANCE_COLUMNS} if multi else {})}
     if layout == "auto":
-        layout = detect_layout(source.column_names)
-    elif layout not in ("segzero", "mask"):
-        raise ValueError(f"layout must be auto, segzero or mask, got {layout!r}")
-    needed = SEGZERO_COLUMNS if layout == "segzero" else MASK_COLUMNS
+        layout = detect_layout(source.column_names, answer_format)
+    elif layout not in columns:
+        raise ValueError(f"layout must be auto or one of {sorted(columns)} for {answer_format} answers, got {layout!r}")
+    needed = columns[layout]
     missing = [c for c in needed if c not in source.column_names]
     if missing:
         raise ValueError(f"{name}: the {layout} layout needs columns {list(needed)}; missing {missing}")
     raw = _undecoded(source.select_columns(list(needed)), ("image", "mask"))
+    if layout == "instances":
+        raw = undecoded_masks(raw)
     report = DataReport(source=name, layout=layout)
-    rows: dict[str, list] = {"row": [], "query": [], "gt_bbox": [], "gt_points": []}
+    truth = ("solution",) if multi else ("gt_bbox", "gt_points")
+    rows: dict[str, list] = {"row": [], "query": [], **{key: [] for key in truth}}
     for index, example in enumerate(tqdm(raw, total=len(raw), desc="checking rows", leave=False)):
         if max_samples is not None and report.kept >= max_samples:
             break
         report.seen += 1
-        reason, query, gt_box, gt_points = _check_row(example, layout, root, validate_images)
+        if multi:
+            reason, query, objects = _check_multi(example, layout, root, validate_images)
+        else:
+            reason, query, gt_box, gt_points = _check_row(example, layout, root, validate_images)
         if reason is not None:
             report.skipped[reason] += 1
             continue
         report.kept += 1
         rows["row"].append(index)
         rows["query"].append(query)
-        rows["gt_bbox"].append(_scale(gt_box, image_size))
-        rows["gt_points"].append(_scale(gt_points, image_size))
+        if multi:
+            rows["solution"].append(solution_json(rescale_objects(objects, image_size)))
+        else:
+            rows["gt_bbox"].append(_scale(gt_box, image_size))
+            rows["gt_points"].append(_scale(gt_points, image_size))
     if report.kept == 0:
         raise ValueError(f"no usable rows: {report.summary()}")
-    features = datasets.Features(
-        {
-            "row": datasets.Value("int64"),
-            "query": datasets.Value("string"),
+    ground_truth = (
+        {"solution": datasets.Value("string")}
+        if multi
+        else {
             "gt_bbox": datasets.Sequence(datasets.Value("int64")),
             "gt_points": datasets.Sequence(datasets.Sequence(datasets.Value("int64"))),
         }
     )
+    features = datasets.Features({"row": datasets.Value("int64"), "query": datasets.Value("string"), **ground_truth})
     prepared = datasets.Dataset.from_dict(rows, features=features)
-    prepared.set_transform(_RowTransform(raw.select_columns(["image"]), root, image_size, system_prompt))
+    transform = _RowTransform(raw.select_columns(["image"]), root, image_size, system_prompt, answer_format)
+    prepared.set_transform(transform)
     return prepared, report
+
+
+def _check_multi(example: dict, layout: str, root: Path | None, validate_images: bool) -> tuple[str | None, str, list]:
+    """(skip reason or None, query, objects in 840 space) of one raw row, for multi answers."""
+    query = _text(example["problem" if layout == "segzero" else "text"])
+    if not query:
+        return "missing text", query, []
+    reason, objects = check_multi_row(example, layout, root, to_mask, _open_image_value)
+    if reason is not None:
+        return reason, query, []
+    if validate_images:
+        try:
+            to_rgb(example["image"], root)
+        except ImageError:
+            return "unreadable image", query, []
+    return None, query, objects
 
 
 # --- synthetic rows and the config entry point -----------------------------------------------
@@ -311,12 +359,10 @@ def synthetic_mask_dataset(rows: int, seed: int = 0, size: int = 224) -> dataset
 
 def load_train_dataset(config: Any) -> tuple[datasets.Dataset, DataReport]:
     """The GRPO training rows for a `TrainConfig` (`data`, `data_format`, `data_split`, ...)."""
+    answer_format = getattr(config, "answer_format", "single")
     if config.data == "synthetic":
-        source, root, name = (
-            synthetic_mask_dataset(config.synthetic_rows, seed=config.seed),
-            None,
-            "synthetic",
-        )
+        make = synthetic_multi_dataset if answer_format == "multi" else synthetic_mask_dataset
+        source, root, name = make(config.synthetic_rows, seed=config.seed), None, "synthetic"
     else:
         path = Path(config.data)
         source, name = open_dataset(path, split=config.data_split), str(path)
@@ -324,6 +370,7 @@ def load_train_dataset(config: Any) -> tuple[datasets.Dataset, DataReport]:
     prepared, report = prepare_dataset(
         source,
         layout=config.data_format,
+        answer_format=answer_format,
         image_size=config.image_size,
         system_prompt=config.system_prompt,
         max_samples=config.max_samples,

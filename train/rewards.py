@@ -8,7 +8,9 @@ keeps every Seg-Zero component visible on its own in the logs; their sum is the 
 
 Ground truth comes from the dataset adapters' columns `gt_bbox` ([x1, y1, x2, y2]) and
 `gt_points` ([[x, y], [x, y]]), in the reasoner's image space (840 in the recipe); a None
-entry counts as missing and scores 0, as in Seg-Zero. This module is torch-free.
+entry counts as missing and scores 0, as in Seg-Zero. The multi-object rewards
+(`segzero_edge.rewards_multi.REWARDS_MULTI`) read the `solution` column instead (Seg-Zero's
+JSON list). This module is torch-free.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from segzero_edge.rewards import REWARDS, SEG_ZERO_COMPONENTS, get_reward
+from segzero_edge.rewards_multi import REWARDS_MULTI
 
 TrlReward = Callable[..., list[float]]
 
@@ -45,8 +48,24 @@ def _column(values: Sequence[Any] | None, n: int, name: str) -> Sequence[Any]:
     return values
 
 
+def make_multi_reward(name: str) -> TrlReward:
+    """The TRL adapter of the multi-object reward `name` (`segzero_edge.rewards_multi.REWARDS_MULTI`)."""
+    fn = REWARDS_MULTI[name]
+
+    def reward(completions: Sequence[Any], solution: Sequence[Any] | None = None, **_: Any) -> list[float]:
+        solutions = _column(solution, len(completions), "solution")
+        return [float(fn(completion_text(c), s)) for c, s in zip(completions, solutions, strict=True)]
+
+    reward.__name__ = reward.__qualname__ = name  # TRL logs rewards/<__name__>/mean
+    reward.__doc__ = f"TRL adapter of segzero_edge.rewards_multi {name!r}: (completions, solution) -> list[float]."
+    return reward
+
+
 def make_reward(name: str) -> TrlReward:
-    """The TRL adapter of the registered reward `name` (see `segzero_edge.rewards.REWARDS`)."""
+    """The TRL adapter of the registered reward `name` (`segzero_edge.rewards.REWARDS`, or
+    `segzero_edge.rewards_multi.REWARDS_MULTI` for the multi-object ones)."""
+    if name in REWARDS_MULTI and name not in REWARDS:
+        return make_multi_reward(name)
     fn = get_reward(name)
 
     def reward(
@@ -85,7 +104,7 @@ def reward_functions(names: Sequence[str] = SEG_ZERO_COMPONENTS) -> list[TrlRewa
     """One TRL reward function per entry, in order: a registered name (see
     `segzero_edge.rewards.REWARDS`) or an import spec `package.module:function`."""
     if not names:
-        raise ValueError(f"at least one reward is needed; known: {', '.join(sorted(REWARDS))}")
+        raise ValueError(f"at least one reward is needed; known: {', '.join(sorted({**REWARDS, **REWARDS_MULTI}))}")
     if len(set(names)) != len(names):
         raise ValueError(f"reward names repeat: {list(names)}; each would be logged (and summed) twice")
     return [import_reward(name) if ":" in name else make_reward(name) for name in names]

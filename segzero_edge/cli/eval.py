@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segzero_edge.eval_multi import BOX_METRICS
+from segzero_edge.prompts import ANSWER_FORMATS
 from segzero_edge.runtime.providers import PROVIDERS
 
 from . import CliError
@@ -32,6 +34,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "limit, ignore mode and token budget are recorded and must match)")
     parser.add_argument("--restart", action="store_true", help="start --out over instead of resuming it")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="reasoner token budget")
+    parser.add_argument(
+        "--answer-format", choices=ANSWER_FORMATS, default=None,
+        help="single: Seg-Zero's original one-object answers; multi: its current (VisionReasoner) list of "
+        "objects, scored as evaluation_visionreasoner.py does (union mask, box metric). Default: the "
+        "engines' format, or single for --reasoner",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-target", action="store_true",
+        help="multi: VisionReasoner's no-target handling: an empty ground truth answered with no box "
+        "scores IoU 1 (else 0) and N-Acc is reported",
+    )  # fmt: skip
+    parser.add_argument(
+        "--box-metric", choices=BOX_METRICS, default="any",
+        help="multi: a box hit is any predicted box with IoU > 0.5 (Seg-Zero), or also the box enclosing "
+        "them all (any-or-enclosing)",
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -54,13 +72,16 @@ def build_pipeline(args: argparse.Namespace):
     from segzero_edge.pipeline import ReasoningPipeline
 
     config = GenerationConfig() if args.max_new_tokens is None else GenerationConfig(max_new_tokens=args.max_new_tokens)
-    reasoner = TorchReasoner.from_pretrained(args.reasoner, device=args.device, config=config)
+    reasoner = TorchReasoner.from_pretrained(
+        args.reasoner, device=args.device, config=config, answer_format=args.answer_format or "single"
+    )
     return ReasoningPipeline(reasoner, TorchSegmenter.from_pretrained(args.segmenter, device=args.device))
 
 
-def provenance(args: argparse.Namespace, fmt: str):
+def provenance(args: argparse.Namespace, fmt: str, answer_format: str):
     """What produced this run's results (recorded in --out's header)."""
     from segzero_edge.eval_results import Provenance, path_sha256
+    from segzero_edge.evaluate import format_settings
 
     engines = None
     if args.engines is not None:
@@ -74,7 +95,28 @@ def provenance(args: argparse.Namespace, fmt: str):
         limit=args.limit,
         ignore_mode=args.ignore_mode,
         max_new_tokens=args.max_new_tokens,
+        **format_settings(answer_format, args.no_target, args.box_metric),
     )
+
+
+def answer_format(args: argparse.Namespace) -> str:
+    """The answer format this run will score, known before any model loads: the engines'
+    manifest (single when it records none; --answer-format must agree), else --answer-format,
+    else single."""
+    if args.engines is None:
+        return args.answer_format or "single"
+    from segzero_edge.manifest import EngineError, engines_answer_format
+
+    try:
+        fmt = engines_answer_format(args.engines)
+    except EngineError as exc:
+        raise CliError(str(exc)) from exc
+    if args.answer_format is not None and args.answer_format != fmt:
+        raise CliError(
+            f"the engines in {args.engines} render the {fmt!r} prompt, not {args.answer_format!r}; "
+            "evaluate them without --answer-format, or use --reasoner/--segmenter"
+        )
+    return fmt
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,10 +132,16 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--data {args.data}: not found")
     if args.engines is not None and not Path(args.engines).is_dir():
         raise CliError(f"--engines {args.engines}: no such directory")
+    multi_only = [flag for flag, on in (("--no-target", args.no_target), ("--box-metric", args.box_metric != "any")) if on]
+    expected = answer_format(args)
+    if multi_only and expected != "multi":
+        if args.engines is not None:
+            raise CliError(f"{', '.join(multi_only)} apply to multi-object answers; these engines answer 'single'")
+        raise CliError(f"{', '.join(multi_only)} need --answer-format multi")
     if args.out is not None:
         check_output(args.out, "--out")  # before any model work
     fmt = "hf" if args.format == "refcoco" else args.format
-    record = provenance(args, fmt) if args.out is not None else None
+    record = provenance(args, fmt, expected) if args.out is not None else None
     if args.out is not None:
         try:
             check(args.out, record, restart=args.restart)  # a stale file is refused before model work
@@ -102,7 +150,10 @@ def run(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(args)
     try:
         samples = read_eval_set(args.data, fmt, limit=args.limit, ignore_mode=args.ignore_mode)
-        summary = evaluate(pipeline, samples, args.out, total=args.limit, provenance=record, restart=args.restart)
+        summary = evaluate(
+            pipeline, samples, args.out, total=args.limit, provenance=record, restart=args.restart,
+            no_target=args.no_target, box_metric=args.box_metric,
+        )  # fmt: skip
     except (DataError, ResultsMismatch, LockHeld) as exc:
         raise CliError(str(exc)) from exc
     if summary.resumed:

@@ -118,12 +118,14 @@ def overlay_paths(out: Path | None, count: int) -> list[Path]:
 
 
 def print_result(result) -> None:
+    from segzero_edge.overlay import describe_objects
+
     print(f"query:    {result.query}")
     if result.thinking:
         print(f"thinking: {clip_text(result.thinking)}")
     print(f"answer:   {clip_text(result.answer_text)}")
     if result.ok:
-        print(f"bbox={list(result.bbox)} points={[list(p) for p in result.points]} mask_area={int(result.mask.sum())}")
+        print(f"{describe_objects(result)} mask_area={int(result.mask.sum())}")
     else:
         print(f"FAILED:   {result.error}")
     for warning in result.warnings:

@@ -27,6 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--answer-format", choices=("single", "multi"), default="single",
+        help="single: one target per query (train/val/test/zeroshot); multi: multi-target and no-target "
+        "queries for Seg-Zero's multi-object format (train/val/test, Seg-Zero's JSON solution, union masks)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-target-rate", type=float, default=None,
+        help="multi: share of queries whose answer is no object (default 0.15)",
+    )  # fmt: skip
     add_dataclass_args(parser, SynthConfig)
     parser.set_defaults(func=run)
 
@@ -46,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     if args.out.exists() and not args.overwrite:
         raise CliError(f"{args.out} already exists; pass --overwrite to replace it")
+    if args.no_target_rate is not None and args.answer_format != "multi":
+        raise CliError("--no-target-rate applies to --answer-format multi")
+    if args.answer_format == "multi":
+        return _write_multi(args, config)
     info = write_dataset(
         args.out,
         sizes=config.sizes,
@@ -61,6 +74,30 @@ def run(args: argparse.Namespace) -> int:
             f"{split}: {stats['rows']} rows from {stats['scenes']} scenes, {len(stats['templates'])} templates"
         )
     print(f"wrote {args.out} in {info['seconds']} s")
+    return 0
+
+
+def _write_multi(args: argparse.Namespace, config) -> int:
+    from segzero_edge.synthetic.multi_dataset import NO_TARGET_RATE, write_multi_dataset
+
+    rate = NO_TARGET_RATE if args.no_target_rate is None else args.no_target_rate
+    if not 0.0 <= rate <= 1.0:
+        raise CliError(f"--no-target-rate must lie in [0, 1], got {rate}")
+    if config.queries_per_image != 1:
+        raise CliError("--answer-format multi writes one query per scene; drop --queries-per-image")
+    info = write_multi_dataset(
+        args.out,
+        sizes={split: getattr(config, split) for split in ("train", "val", "test")},
+        size=config.image_size,
+        seed=config.seed,
+        progress=not args.no_progress,
+        difficulty=config.difficulty,
+        no_target_rate=rate,
+        overwrite=args.overwrite,
+    )
+    for split, stats in info["splits"].items():
+        print(f"{split}: {stats['rows']} rows, targets per row {stats['targets_per_row']}")
+    print(f"wrote {args.out} in {info['seconds']} s (multi-object format; no zero-shot split)")
     return 0
 
 

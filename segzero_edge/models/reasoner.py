@@ -18,7 +18,7 @@ from PIL import Image
 
 from segzero_edge.generation import GenerationConfig
 from segzero_edge.pipeline import Generation
-from segzero_edge.prompts import chat_messages, resize_for_reasoner, user_prompt
+from segzero_edge.prompts import chat_messages, check_answer_format, resize_for_reasoner, user_prompt
 
 __all__ = ["GenerationConfig", "TorchEncoded", "TorchIds", "TorchReasoner"]
 
@@ -111,11 +111,22 @@ def _model_class(config: Any) -> type:
 
 
 class TorchReasoner:
-    """Implements the `Reasoner` protocol with transformers. Build with `from_pretrained`."""
+    """Implements the `Reasoner` protocol with transformers. Build with `from_pretrained`.
+
+    `answer_format` picks Seg-Zero's prompt: "single" (the original release) or "multi" (its
+    current, VisionReasoner release); `ReasoningPipeline` parses the format declared here.
+    """
 
     def __init__(
-        self, model: Any, processor: Any, *, config: GenerationConfig | None = None, source: str = ""
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        config: GenerationConfig | None = None,
+        source: str = "",
+        answer_format: str = "single",
     ) -> None:
+        self.answer_format = check_answer_format(answer_format)
         self.model = model.eval()
         self.processor = processor
         self.config = config or GenerationConfig()
@@ -141,11 +152,14 @@ class TorchReasoner:
         dtype: str | torch.dtype = "float32",
         trust_remote_code: bool = False,
         config: GenerationConfig | None = None,
+        answer_format: str = "single",
     ) -> TorchReasoner:
         """Load a Qwen2.5-VL / Qwen2-VL checkpoint (+ optional peft LoRA adapter) and its processor."""
         from transformers import AutoConfig
 
         from segzero_edge.models.processor import load_processor
+
+        check_answer_format(answer_format)  # before the (slow) load
 
         src = os.fspath(path_or_hub_id)
         torch_dtype = _DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
@@ -165,7 +179,7 @@ class TorchReasoner:
             raise ValueError("merge_adapter=True needs an adapter path")
         model = model.to(device)
         processor = load_processor(src, trust_remote_code=trust_remote_code)
-        return cls(model, processor, config=config, source=src)
+        return cls(model, processor, config=config, source=src, answer_format=answer_format)
 
     @property
     def hf_model(self) -> Any:
@@ -220,7 +234,8 @@ class TorchReasoner:
         prefix, suffix = self._chat_parts()
         tok = self.processor.tokenizer
         inputs = self.processor(text=[prefix], images=[encoded.image], return_tensors="pt")
-        user = tok(user_prompt(query), add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        text = user_prompt(query, self.answer_format)
+        user = tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         tail = tok(suffix, add_special_tokens=False)["input_ids"]
         extra = torch.tensor([user + tail], dtype=inputs["input_ids"].dtype)
         inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from segzero_edge.graphs.reasoner_prompt import PARSERS, user_template
 from segzero_edge.manifest import write_manifest
-from segzero_edge.prompts import EXAMPLE_ANSWER, QUESTION_TEMPLATE, SYSTEM_PROMPT
+from segzero_edge.prompts import SYSTEM_PROMPT
 
 OPSET = 18
 
@@ -198,8 +199,8 @@ def _sam_decoder(dims: StubDims) -> Any:
     return _model(nodes, inputs, outputs, init)
 
 
-def reasoner_meta(dims: StubDims, special: dict[str, int], vocab: int) -> dict[str, Any]:
-    """The reasoner component, with the same keys `export.reasoner.reasoner_metadata` writes."""
+def reasoner_meta(dims: StubDims, special: dict[str, int], vocab: int, answer_format: str = "single") -> dict[str, Any]:
+    """The reasoner component, with the same keys `export.reasoner.export_reasoner` writes."""
     prefix = (f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n"
               "<|vision_start|><|image_pad|><|vision_end|>")
     return {
@@ -212,9 +213,11 @@ def reasoner_meta(dims: StubDims, special: dict[str, int], vocab: int) -> dict[s
         "prompt": {
             "prefix": prefix,
             "suffix": "<|im_end|>\n<|im_start|>assistant\n",
-            "user_template": QUESTION_TEMPLATE.replace("{answer}", EXAMPLE_ANSWER),
+            "user_template": user_template(answer_format),
             "question_normalization": "lower_strip_dots",
             "system": SYSTEM_PROMPT,
+            "answer_format": answer_format,
+            "parser": PARSERS[answer_format],
         },
         "special_tokens": {
             "image_pad": special["<|image_pad|>"], "video_pad": special["<|video_pad|>"],
@@ -230,8 +233,9 @@ def reasoner_meta(dims: StubDims, special: dict[str, int], vocab: int) -> dict[s
     }
 
 
-def write_stub_engine(out: str | Path, dims: StubDims | None = None) -> Path:
-    """Write a complete, loadable stub engine directory at `out` (created; must not exist)."""
+def write_stub_engine(out: str | Path, dims: StubDims | None = None, *, answer_format: str = "single") -> Path:
+    """Write a complete, loadable stub engine directory at `out` (created; must not exist)
+    whose manifest records `answer_format` (its prompt and parser)."""
     import onnx
 
     from segzero_edge.graphs import segmenter_io
@@ -253,7 +257,7 @@ def write_stub_engine(out: str | Path, dims: StubDims | None = None) -> Path:
     segmenter = {**segmenter_io.default_meta(), "precision": {"encoder": "fp32", "decoder": "fp32"},
                  "max_points": 64}
     write_manifest(out, sources={"reasoner": "stub", "segmenter": "stub"},
-                   components={"reasoner": reasoner_meta(dims, special, vocab), "segmenter": segmenter})
+                   components={"reasoner": reasoner_meta(dims, special, vocab, answer_format), "segmenter": segmenter})
     return out
 
 
