@@ -217,7 +217,11 @@ class ReasoningPipeline:
         self.image_limits = image_limits
         self.max_time_s = max_time_s
         self.repetition_stop = repetition_stop
-        self._controls = _generate_keywords(reasoner)
+
+    @property
+    def _controls(self) -> frozenset[str]:
+        # read per call: the reasoner may be swapped on a built pipeline
+        return _generate_keywords(self.reasoner)
 
     def check_query(self, query: str) -> str | None:
         """Why `query` would be refused (None: it is fine), without running any model."""
