@@ -9,10 +9,10 @@ ids (`embed.onnx`), overwrite the <|image_pad|> rows with the vision features (n
 same as HF's masked_scatter), M-RoPE positions from `qwen_rope.rope_index`, then prefill and
 decode (`TextDecoder`).
 
-The KV cache lives in host memory (numpy buffers the graph reads in place). That is the right
-home on CPU; with provider="cuda" every step uploads the cache, so long generations on a GPU
-want a device-resident cache (IOBinding + an in-graph cache update), which this module does
-not do yet.
+The KV cache lives where the decoder runs: fused-layout decoders (the default export) keep it
+on the execution device through I/O binding and append in place; portable-layout decoders
+(older engines) keep numpy buffers that the graph reads in place, uploaded at every step on a
+GPU (`runtime.decode_steps`).
 """
 
 from __future__ import annotations
