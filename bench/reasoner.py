@@ -26,6 +26,7 @@ count in the file and after onnxruntime's optimisation (what actually runs).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -46,6 +47,8 @@ MID_TEXT = {
     "vocab_size": 151936,
     "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]},  # head_dim 64 (3B/7B: 128, [16, 24, 24])
 }
+#: --spin-modes: onnxruntime intra-op spinning per runtime row (`providers.session_options`)
+SPIN_MODES = {"off": False, "on": True, "run": "run"}
 MID_VISION = {
     "depth": 2,
     "hidden_size": 64,
@@ -235,7 +238,7 @@ def runtime_runner(decoder, embeds, positions, prompt_ids, delta: int, tokens: i
     return run
 
 
-def text_decoder(engine: Path, dims: dict, threads: int, spin: bool):
+def text_decoder(engine: Path, dims: dict, threads: int, spin):
     from segzero_edge.runtime.decoder import TextDecoder
     from segzero_edge.runtime.providers import create_session
 
@@ -337,11 +340,15 @@ def setup_model(name: str, args, work: Path) -> tuple[list[Row], int]:
             weight_bytes=torch_weight_bytes(model),
         )
     ]
-    for label, engine in export_text(
-        model, work / name, args.precisions, args.block_sizes, args.accuracy_level, args.layouts
-    ).items():
-        decoder = text_decoder(engine, dims, args.threads, args.spin)
-        nodes = node_counts(engine / "decoder.onnx", args.threads)
+    counted: dict[Path, tuple[int, int]] = {}
+    engines = export_text(model, work / name, args.precisions, args.block_sizes, args.accuracy_level, args.layouts)
+    for (label, engine), spin in itertools.product(engines.items(), args.spin_modes):
+        decoder = text_decoder(engine, dims, args.threads, SPIN_MODES[spin])
+        if engine not in counted:
+            counted[engine] = node_counts(engine / "decoder.onnx", args.threads)
+        nodes = counted[engine]
+        if len(args.spin_modes) > 1:
+            label = f"{label} spin {spin}"
         embeds = decoder.embed(prompt_ids[None])
         if features is not None:
             embeds[0, prompt_ids == pad] = features.astype(embeds.dtype)
@@ -416,12 +423,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--spin", action="store_true", help="let idle threads spin (onnxruntime and OpenMP)")
     parser.add_argument(
+        "--spin-modes", default=None,
+        help="comma list of runtime spin modes measured side by side (off, on, run: spin only inside a run); "
+        "default: on with --spin, else off",
+    )
+    parser.add_argument(
         "--workdir", type=Path, default=None, help="keep exported graphs here (reused across runs)"
     )
     args = parser.parse_args(argv)
     args.precisions = [p for p in args.precisions.split(",") if p]
     args.block_sizes = [int(b) for b in args.block_sizes.split(",") if b]
     args.layouts = [layout for layout in args.layouts.split(",") if layout]
+    args.spin_modes = [m for m in (args.spin_modes or ("on" if args.spin else "off")).split(",") if m]
+    unknown = sorted(set(args.spin_modes) - set(SPIN_MODES))
+    if unknown:
+        parser.error(f"unknown --spin-modes {unknown}; choose from {sorted(SPIN_MODES)}")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-reasoner-"))
     load_before = os.getloadavg()
     rows, kv, bandwidths, gemv = [], {}, [], []
