@@ -43,9 +43,7 @@ if TYPE_CHECKING:
 
 OPSET = 21
 #: Names of the nodes that build the rotary tables; the fp16 conversion keeps them float32.
-ROPE_NODES = (
-    "rope/cast", "rope/transpose", "rope/freqs", "rope/squeeze", "rope/cos", "rope/sin", "rope/pad_cos", "rope/pad_sin",
-)
+ROPE_NODES = ("rope/cast", "rope/pos4", "rope/freqs", "rope/sum", "rope/cos", "rope/sin", "rope/pad_cos", "rope/pad_sin")
 
 
 def _np(t) -> np.ndarray:
@@ -90,10 +88,13 @@ def _rope_tables(g: _Graph, language_model, seq_len: str, total: str) -> tuple[s
     scale = float(getattr(rotary, "attention_scaling", 1.0))
     if scale != 1.0:
         raise ValueError(f"rope attention_scaling {scale} != 1 (a scaled rope type) is not supported by the fused graph")
+    # Mul + ReduceSum, not a MatMul: the int8/int4 conversions quantize constant-weight MatMuls
     g.node("Cast", [io.POSITION_IDS], ["rope.pos_f"], "rope/cast", to=1)
-    g.node("Transpose", ["rope.pos_f"], ["rope.pos_t"], "rope/transpose", perm=[1, 2, 0])  # [1,S,3]
-    g.node("MatMul", ["rope.pos_t", g.const("rope.select", select)], ["rope.freqs"], "rope/freqs")  # [1,S,hd/2]
-    g.node("Squeeze", ["rope.freqs", g.const("rope.axis0", np.array([0], np.int64))], ["rope.freqs2"], "rope/squeeze")
+    g.node("Unsqueeze", ["rope.pos_f", g.const("rope.axis_last", np.array([-1], np.int64))], ["rope.pos4"], "rope/pos4")
+    select4 = g.const("rope.select", select[:, None, None, :])  # [3,1,1,hd/2]
+    g.node("Mul", ["rope.pos4", select4], ["rope.freqs3"], "rope/freqs")  # [3,1,S,hd/2]
+    g.node("ReduceSum", ["rope.freqs3", g.const("rope.axes01", np.array([0, 1], np.int64))], ["rope.freqs2"],
+           "rope/sum", keepdims=0)  # [S,hd/2]
     g.node("Cos", ["rope.freqs2"], ["rope.cos_s"], "rope/cos")
     g.node("Sin", ["rope.freqs2"], ["rope.sin_s"], "rope/sin")
     # pad to T rows: pads = [0, 0, T - S, 0]
