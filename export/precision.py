@@ -168,6 +168,7 @@ def quantize_int8(
 ) -> Path:
     """Write a dynamic-int8 copy of `src` to `dst`: int8 weights for `op_types` (MatMul with a
     constant B, Gemm, Gather), activations quantized per call."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -194,6 +195,9 @@ def quantize_int8(
                 per_channel=per_channel,
                 weight_type=QuantType.QInt8,
                 use_external_data_format=big,
+                # onnx's shape inference cannot type the outputs of onnxruntime's contrib ops (the
+                # fused decoder's SkipSimplifiedLayerNormalization); the sources are fp32 graphs
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
         model = load_onnx(out)
     return save_onnx(model, dst, external_data)
