@@ -37,7 +37,9 @@ class ExportConfig:
     """What `segzero-edge export` builds."""
 
     reasoner: str = field(metadata={"help": "reasoner source: a local HF directory or a Hub id"})
-    segmenter: str = field(metadata={"help": "segmenter source: a local HF directory or a Hub id (SAM2)"})
+    segmenter: str = field(metadata={
+        "help": "segmenter source: a local HF directory or a Hub id (SAM2), or an engine directory whose "
+                "verified segmenter graphs are reused as they are (re-export a fine-tuned reasoner only)"})
     out: Path = field(metadata={"help": "engine directory to create"})
     reasoner_precision: ReasonerPrecision = field(default="int4", metadata={"help": "reasoner graph precision"})
     segmenter_precision: SegmenterPrecision = field(default="fp32", metadata={"help": "segmenter graph precision"})
@@ -97,6 +99,7 @@ def _export_locked(config: ExportConfig, out: Path, progress: bool) -> Path:
     from segzero_edge.export.reasoner import export_reasoner
     from segzero_edge.export.segmenter import export_segmenter
 
+    reused = reused_segmenter(config.segmenter)  # a tampered engine dir is refused before any model work
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         components = {
@@ -104,14 +107,20 @@ def _export_locked(config: ExportConfig, out: Path, progress: bool) -> Path:
                 config.reasoner, staging / "reasoner", precision=config.reasoner_precision,
                 block_size=config.block_size, progress=progress, decoder_layout=config.decoder_layout,
             ),
-            "segmenter": export_segmenter(config.segmenter, staging / "segmenter", precision=config.segmenter_precision),
         }
+        if reused is None:
+            components["segmenter"] = export_segmenter(
+                config.segmenter, staging / "segmenter", precision=config.segmenter_precision
+            )
+            segmenter_source = config.segmenter
+        else:
+            components["segmenter"], segmenter_source = copy_segmenter(reused, staging / "segmenter")
         if config.tensorrt:
             from segzero_edge.export.plans import build_engine_plans
 
             components["trt"] = build_engine_plans(staging, components)
         _chmod_like_mkdir(staging)
-        write_manifest(staging, sources={"reasoner": config.reasoner, "segmenter": config.segmenter}, components=components)
+        write_manifest(staging, sources={"reasoner": config.reasoner, "segmenter": segmenter_source}, components=components)
         if out.exists():  # --force: swap the new directory in, then drop the old one
             trash = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, trash)
@@ -123,3 +132,33 @@ def _export_locked(config: ExportConfig, out: Path, progress: bool) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def reused_segmenter(source: str):
+    """The verified manifest of `source` when it is an engine directory (its segmenter graphs
+    are then reused as they are), else None (a checkpoint to export). An engine directory that
+    fails verification raises EngineError: a tampered segmenter is never copied."""
+    from segzero_edge.manifest import MANIFEST_NAME, read_manifest
+
+    if not (Path(source) / MANIFEST_NAME).is_file():
+        return None
+    manifest = read_manifest(Path(source))
+    manifest.component("segmenter")
+    return manifest
+
+
+def copy_segmenter(manifest, dst: Path) -> tuple[dict, str]:
+    """Copy the segmenter files a verified manifest lists into `dst`; returns (its component
+    metadata, the source to record: the original checkpoint, via this engine directory)."""
+    files = [name for name in manifest.data["files"] if name.startswith("segmenter/")]
+    if not files:
+        from segzero_edge.manifest import EngineError
+
+        raise EngineError(f"{manifest.root}: the manifest lists no segmenter/ files")
+    for name in files:
+        target = dst / name.removeprefix("segmenter/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(manifest.path(name), target)
+    original = manifest.data.get("sources", {}).get("segmenter", "unknown")
+    return dict(manifest.component("segmenter")), f"{original} (segmenter graphs reused from {manifest.root})"
+

@@ -128,9 +128,16 @@ def _param_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
+def input_size(model: nn.Module) -> int:
+    """The encoder's square input side from the model config (SAM2: 1024; smaller models may
+    be trained at e.g. 384); checked against what the runtime implements."""
+    return io.check_input_size(int(model.config.prompt_encoder_config.image_size))
+
+
 def example_encoder_inputs(model: nn.Module) -> tuple[torch.Tensor]:
     dtype = next(model.parameters()).dtype
-    return (torch.zeros(1, 3, io.IMAGE_SIZE, io.IMAGE_SIZE, dtype=dtype),)
+    size = input_size(model)
+    return (torch.zeros(1, 3, size, size, dtype=dtype),)
 
 
 def example_decoder_inputs(model: nn.Module) -> tuple[torch.Tensor, ...]:
@@ -138,9 +145,11 @@ def example_decoder_inputs(model: nn.Module) -> tuple[torch.Tensor, ...]:
     dtype = next(model.parameters()).dtype
     with torch.no_grad():
         s0, s1, embeddings = model.get_image_embeddings(*example_encoder_inputs(model))
-    coords = torch.tensor([[[300.0, 400.0], [600.0, 500.0], [100.0, 200.0], [800.0, 900.0], [0.0, 0.0]]])
+    scale = input_size(model) / io.IMAGE_SIZE
+    coords = torch.tensor([[[300.0, 400.0], [600.0, 500.0], [100.0, 200.0], [800.0, 900.0], [0.0, 0.0]]]) * scale
     labels = torch.tensor([[1.0, 1.0, 2.0, 3.0, -1.0]])
-    mask = torch.zeros(1, 1, io.LOW_RES_SIZE, io.LOW_RES_SIZE)
+    low_res = input_size(model) // 4
+    mask = torch.zeros(1, 1, low_res, low_res)
     has_mask = torch.zeros(1)
     return embeddings, s0, s1, coords.to(dtype), labels.to(dtype), mask.to(dtype), has_mask.to(dtype)
 
@@ -248,7 +257,7 @@ def export_segmenter(
         if source is None:
             for tmp in (fp32, fp32.with_name(fp32.name + ".data")):
                 tmp.unlink(missing_ok=True)
-    meta = io.default_meta()
+    meta = io.default_meta(input_size(model))
     meta.update(
         precision={"encoder": precision, "decoder": decoder_precision},
         quantization=details,

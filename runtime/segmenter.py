@@ -20,11 +20,10 @@ def check_meta(meta: dict[str, Any]) -> dict[str, Any]:
     missing = [k for k in _NUMERIC_KEYS if k not in meta]
     if missing:
         raise ValueError(f"segmenter metadata lacks {missing}: re-export the segmenter")
-    if int(meta["image_size"]) != io.IMAGE_SIZE or int(meta["low_res_size"]) != io.LOW_RES_SIZE:
-        raise ValueError(
-            f"segmenter metadata has image_size {meta['image_size']} / low_res_size {meta['low_res_size']}; "
-            f"this runtime implements SAM2's {io.IMAGE_SIZE} / {io.LOW_RES_SIZE}"
-        )
+    try:
+        io.check_input_size(meta["image_size"], meta["low_res_size"])
+    except ValueError as exc:
+        raise ValueError(f"segmenter metadata: {exc}") from None
     if len(meta["image_mean"]) != 3 or len(meta["image_std"]) != 3:
         raise ValueError(
             f"image_mean/image_std must have 3 values, got {meta['image_mean']} / {meta['image_std']}"
@@ -77,7 +76,7 @@ class GraphSegmenter(io.EncodeOnceMixin):
     def decode_low_res(
         self, embedding: io.SamEmbedding, box: Sequence[float], points: Sequence[Sequence[float]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The decoder's raw output: logits [3, 256, 256] float32 and IoU scores [3] float32."""
+        """The decoder's raw output: logits [3, S/4, S/4] float32 (S = the metadata's image_size) and IoU scores [3] float32."""
         if not isinstance(embedding, io.SamEmbedding):
             raise ValueError(
                 f"decode needs the SamEmbedding that encode() returned, got {type(embedding).__name__}"

@@ -57,19 +57,31 @@ def test_shipped_engines_reject_an_altered_file(engines, tmp_path):
 
 
 def test_shipped_engines_reach_stated_giou_on_test_slice(pipeline):
+    from segzero_edge.answer import AnswerError, parse_answer
+    from segzero_edge.geometry import box_iou
     from segzero_edge.metrics import IoUMeter
     from segzero_edge.synthetic import generate_split
 
     meter = IoUMeter()
     parsed = 0
+    box_ious = []
     for sample in generate_split("test", SLICE, seed=0, size=512):
         result = pipeline.segment(sample.scene.image, sample.query.text)
         parsed += result.ok
         meter.update(result.mask if result.ok else None, sample.mask)
         if result.ok:
             assert result.mask.shape == sample.mask.shape and result.mask.dtype == np.bool_
+        try:  # the reasoner's own box in 840 space against the ground truth's
+            box_ious.append(box_iou(parse_answer(result.answer_text).bbox, sample.bbox))
+        except AnswerError:
+            box_ious.append(0.0)
     assert meter.count == SLICE
     assert parsed >= EXPECTED["min_parsed"], f"only {parsed}/{SLICE} answers parsed"
+    if "min_box_iou" in EXPECTED:  # written by ship.py since the grounded reasoner
+        assert float(np.mean(box_ious)) >= EXPECTED["min_box_iou"], (
+            f"reasoner box IoU {np.mean(box_ious):.4f} is below the stated {EXPECTED['min_box_iou']} "
+            f"(measured at export: {EXPECTED['measured_box_iou']})"
+        )
     assert meter.giou >= EXPECTED["min_giou"], (
         f"gIoU {meter.giou:.4f} on the first {SLICE} test rows is below the stated {EXPECTED['min_giou']} "
         f"(measured at export: {EXPECTED['measured_giou']})"

@@ -152,3 +152,29 @@ def test_eval_cli_scores_parsed_answers_equally_on_both_back_ends(tiny_models, e
     assert lines["runtime"].startswith("gIoU=") and lines["runtime"].endswith("n=3")
     assert float(lines["runtime"].split()[0].removeprefix("gIoU=")) > 0
     assert lines["runtime"] == lines["torch"]
+
+
+def test_export_reuses_the_segmenter_graphs_of_an_engine_dir(tiny_models, engines, tmp_path, capsys):
+    """`--segmenter ENGINE_DIR`: a re-exported reasoner ships with byte-identical, verified
+    segmenter graphs; a tampered source directory is refused before anything is copied."""
+    from segzero_edge.manifest import read_manifest
+
+    out = tmp_path / "re-exported"
+    code = main(["export", "--reasoner", str(tiny_models.reasoner), "--segmenter", str(engines), "--out", str(out),
+                 "--reasoner-precision", "fp32", "--verify"])
+    assert code == 0, capsys.readouterr().err
+    assert "verifying the reasoner only" in capsys.readouterr().out
+    old, new = read_manifest(engines), read_manifest(out)
+    assert new.component("segmenter") == old.component("segmenter")
+    for name in (n for n in old.data["files"] if n.startswith("segmenter/")):
+        assert (out / name).read_bytes() == (engines / name).read_bytes()
+        assert new.data["files"][name]["sha256"] == old.data["files"][name]["sha256"]
+    assert new.data["sources"]["segmenter"].startswith(str(tiny_models.segmenter))
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(engines, tampered)
+    (tampered / "segmenter" / "decoder.onnx").write_bytes(b"not a graph")
+    code = main(["export", "--reasoner", str(tiny_models.reasoner), "--segmenter", str(tampered),
+                 "--out", str(tmp_path / "refused"), "--reasoner-precision", "fp32"])
+    assert code != 0 and "altered" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()

@@ -39,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     print(f"wrote {out} (reasoner {config.reasoner_precision}, segmenter {config.segmenter_precision})")
     if args.verify:
+        from segzero_edge.export.engine import reused_segmenter
+
         from .verify import verify_dir
 
+        if reused_segmenter(config.segmenter) is not None:  # copied graphs: their hashes are the check
+            print("segmenter graphs reused from an engine directory: verifying the reasoner only")
+            return verify_dir(out, reasoner=config.reasoner, stages=("reasoner",))
         return verify_dir(out, reasoner=config.reasoner, segmenter=config.segmenter)
     return 0

@@ -81,12 +81,27 @@ class SamEmbedding:
     width: int
 
 
-def default_meta() -> dict[str, Any]:
-    """The preprocessing and I/O constants every exported segmenter shares; the exporter
-    extends this with precisions and the model summary."""
+def check_input_size(image_size: int, low_res_size: int | None = None) -> int:
+    """The encoder input side a graph pair may use: SAM2's 1024, or a smaller square (the
+    shipped tiny segmenter runs at 384) whose Hiera/FPN strides divide it. The decoder's
+    low-res logits are always a quarter of it. Returns `image_size`; ValueError otherwise."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 64 or image_size % 32:
+        raise ValueError(f"segmenter image_size must be a multiple of 32 and >= 64, got {image_size!r}")
+    if low_res_size is not None and low_res_size * 4 != image_size:
+        raise ValueError(
+            f"segmenter low_res_size must be image_size / 4 = {image_size // 4}, got {low_res_size!r}"
+        )
+    return image_size
+
+
+def default_meta(image_size: int = IMAGE_SIZE) -> dict[str, Any]:
+    """The preprocessing and I/O constants every exported segmenter shares at encoder input
+    `image_size` (SAM2's 1024 by default); the exporter extends this with precisions and the
+    model summary."""
+    check_input_size(image_size)
     return {
-        "image_size": IMAGE_SIZE,
-        "low_res_size": LOW_RES_SIZE,
+        "image_size": image_size,
+        "low_res_size": image_size // 4,
         "num_multimask_outputs": NUM_MULTIMASK,
         "mask_threshold": MASK_THRESHOLD,
         "image_mean": list(IMAGE_MEAN),

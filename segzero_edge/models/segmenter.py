@@ -27,10 +27,10 @@ from segzero_edge.graphs.sam_preprocess import (
 )
 from segzero_edge.graphs.segmenter_io import (
     ENCODER_OUTPUTS,
-    IMAGE_SIZE,
     MASK_THRESHOLD,
     EncodeOnceMixin,
     SamEmbedding,
+    check_input_size,
 )
 
 #: Public SAM2 checkpoints in transformers format (short name → Hub id).
@@ -65,11 +65,8 @@ class TorchSegmenter(EncodeOnceMixin):
         self.model = model.eval()
         self.device = torch.device(device)
         self.dtype = next(model.parameters()).dtype
-        size = model.config.prompt_encoder_config.image_size
-        if size != IMAGE_SIZE:
-            raise ValueError(
-                f"this segmenter expects SAM2's {IMAGE_SIZE} input size, the model config has {size}"
-            )
+        # SAM2 is 1024²; a smaller square (the shipped tiny segmenter: 384²) works the same way
+        self.image_size = check_input_size(int(model.config.prompt_encoder_config.image_size))
         self._embedding: SamEmbedding | None = None
 
     @classmethod
@@ -88,7 +85,7 @@ class TorchSegmenter(EncodeOnceMixin):
     def encode(self, image: np.ndarray) -> SamEmbedding:
         """RGB uint8 HxWx3 → SamEmbedding (torch tensors: the encoder outputs of `get_image_embeddings`)."""
         height, width = check_image(image)
-        pixels = torch.from_numpy(preprocess_image(image)).to(self.device, self.dtype)
+        pixels = torch.from_numpy(preprocess_image(image, self.image_size)).to(self.device, self.dtype)
         features = self.model.get_image_embeddings(pixels)
         return SamEmbedding(
             features=dict(zip(ENCODER_OUTPUTS, features, strict=True)), height=height, width=width
@@ -116,7 +113,7 @@ class TorchSegmenter(EncodeOnceMixin):
     def decode_low_res(
         self, embedding: SamEmbedding, box: Sequence[float], points: Sequence[Sequence[float]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The decoder's raw output: logits [3, 256, 256] float32 and IoU scores [3] float32.
+        """The decoder's raw output: logits [3, S/4, S/4] float32 (S = the input size, 1024 for SAM2) and IoU scores [3] float32.
 
         Runs `Sam2Model.forward(input_points, input_labels, input_boxes, multimask_output=True)`,
         the transformers code path the exported decoder must reproduce.
@@ -128,10 +125,11 @@ class TorchSegmenter(EncodeOnceMixin):
         height, width = embedding.height, embedding.width
         clipped_box, pts = clip_prompt(check_box(box), check_points(points), height, width)
         as_tensor = lambda a: torch.from_numpy(a).to(self.device, self.dtype)  # noqa: E731
-        input_boxes = as_tensor(to_model_space(clipped_box.reshape(2, 2), height, width).reshape(1, 1, 4))
+        size = self.image_size
+        input_boxes = as_tensor(to_model_space(clipped_box.reshape(2, 2), height, width, size).reshape(1, 1, 4))
         input_points = input_labels = None
         if len(pts):
-            input_points = as_tensor(to_model_space(pts, height, width)[None, None])
+            input_points = as_tensor(to_model_space(pts, height, width, size)[None, None])
             input_labels = torch.ones(1, 1, len(pts), dtype=torch.int64, device=self.device)
         out = self.model(
             image_embeddings=[embedding.features[name] for name in ENCODER_OUTPUTS],

@@ -110,10 +110,11 @@ def tiny_reasoner_config(**overrides: Any) -> Qwen2_5_VLConfig:
     return Qwen2_5_VLConfig(**cfg)
 
 
-def tiny_segmenter_config(**overrides: Any) -> Sam2Config:
+def tiny_segmenter_config(image_size: int = 1024, **overrides: Any) -> Sam2Config:
     """A tiny `Sam2Config` with sam2.1-hiera-tiny's structure (4 Hiera stages, 3 FPN levels at
     256/128/64 for a 1024 input, two-way transformer decoder with 3+1 masks) and narrow widths.
 
+    `image_size` sets the encoder's square input (every size-dependent field follows it).
     Overrides: `vision_config`, `backbone_config`, `prompt_encoder_config`, `mask_decoder_config`
     dicts (merged into the defaults) or top-level fields. Keep `hidden` equal across FPN,
     prompt encoder and mask decoder.
@@ -129,18 +130,18 @@ def tiny_segmenter_config(**overrides: Any) -> Sam2Config:
         "blocks_per_stage": [1, 1, 2, 1],
         "window_size_per_stage": [8, 4, 14, 7],
         "global_attention_blocks": [3],  # one global block in stage 3, like hiera-tiny's [5, 7, 9]
-        "image_size": [1024, 1024],
+        "image_size": [image_size, image_size],
     }
     vision = {
         "backbone_channel_list": [128, 64, 32, 16],
-        "backbone_feature_sizes": [[256, 256], [128, 128], [64, 64]],
+        "backbone_feature_sizes": [[image_size // s] * 2 for s in (4, 8, 16)],
         "fpn_hidden_size": hidden,
         "num_feature_levels": 3,
     }
     defaults: dict[str, Any] = {
         "backbone_config": backbone,
         "vision_config": vision,
-        "prompt_encoder_config": {"hidden_size": hidden, "image_size": 1024, "patch_size": 16},
+        "prompt_encoder_config": {"hidden_size": hidden, "image_size": image_size, "patch_size": 16},
         "mask_decoder_config": {
             "hidden_size": hidden,
             "mlp_dim": 64,
