@@ -3,7 +3,8 @@
     python bench/peers.py                        # mid (≈0.5B Qwen2 LM), 300-token prompt, 128 tokens
     python bench/peers.py --tokens 64 --repeats 3 --workdir /tmp/peers
 
-One random-weight Qwen2 language model (Qwen2.5-0.5B's shape, `bench/reasoner.py`'s "mid") is
+One random-weight Qwen2 language model (Qwen2.5-0.5B's shape, `bench/reasoner.py`'s "mid"; or
+--size small, 8 layers of width 256) is
 saved as a Qwen2ForCausalLM; the same weights go into a Qwen2.5-VL model for our exporter.
 Systems (each skipped with a message when it is not installed; the `bench` extra installs
 them):
@@ -41,6 +42,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reasoner import MID_TEXT, MID_VISION
 
+#: --size small: a 8-layer model for a loaded or slow machine (same head_dim and M-RoPE sections as mid).
+SMALL_TEXT = {
+    **MID_TEXT,
+    "hidden_size": 256,
+    "intermediate_size": 1024,
+    "num_hidden_layers": 8,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 8192,
+}
+SIZES = {"mid": (MID_TEXT, MID_VISION), "small": (SMALL_TEXT, {**MID_VISION, "out_hidden_size": 256})}
+
 Runner = Callable[[int], tuple[float, float, list[int]]]  # n tokens -> (prefill ms, decode ms, ids)
 
 
@@ -56,7 +69,7 @@ class System:
         return (tokens - 1) / (statistics.median(self.decode_ms) / 1e3)
 
 
-def build_models(work: Path, seed: int = 0):
+def build_models(work: Path, size: str = "mid", seed: int = 0):
     """(Qwen2ForCausalLM saved under work/qwen2 with a tokenizer, Qwen2.5-VL model with the same LM weights)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -64,11 +77,12 @@ def build_models(work: Path, seed: int = 0):
     from segzero_edge.testing import tiny_reasoner_config
     from segzero_edge.testing.tokenizer import write_tokenizer
 
-    vl_config = tiny_reasoner_config(text_config=MID_TEXT, vision_config=MID_VISION, tie_word_embeddings=True)
+    text_dims, vision_dims = SIZES[size]
+    vl_config = tiny_reasoner_config(text_config=text_dims, vision_config=vision_dims, tie_word_embeddings=True)
     text = vl_config.get_text_config()
     rope = dict(getattr(text, "rope_parameters", None) or {})
     config = Qwen2Config(
-        **{k: v for k, v in MID_TEXT.items() if k != "rope_scaling"},
+        **{k: v for k, v in text_dims.items() if k != "rope_scaling"},
         rms_norm_eps=text.rms_norm_eps,
         rope_theta=rope.get("rope_theta", 1e6),
         max_position_embeddings=4096,
@@ -229,6 +243,7 @@ def llama_runner(model_dir: Path, work: Path, prompt: np.ndarray, args) -> Runne
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(SIZES), default="mid", help="model size (mid: Qwen2.5-0.5B's LM)")
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per run (eos ignored)")
     parser.add_argument("--prompt-tokens", type=int, default=300, help="prompt length")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per system (median reported)")
@@ -245,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     skip = {s for s in args.skip.split(",") if s}
     load_before = os.getloadavg()
-    lm, vl, model_dir = build_models(work)
+    lm, vl, model_dir = build_models(work, args.size)
     prompt = np.random.default_rng(0).integers(0, 1600, size=args.prompt_tokens).astype(np.int64)
     systems = [System("transformers fp32", None if "transformers" in skip else transformers_runner(lm, prompt, args.threads))]
     systems.append(System(f"this runtime int4 b{args.block_size} acc{args.accuracy_level}", ours_runner(vl, work, prompt, args)))
@@ -266,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             s.prefill_ms.append(prefill)
             s.decode_ms.append(decode)
             s.ids = ids
-    print(f"{args.prompt_tokens}-token prompt, {args.tokens} new tokens, {args.threads} threads, spin {args.spin}, "
+    print(f"{args.size} model, {args.prompt_tokens}-token prompt, {args.tokens} new tokens, {args.threads} threads, spin {args.spin}, "
           f"medians of {args.repeats}; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after "
           f"({os.cpu_count()} cores)")
     ours = next(s for s in systems if s.name.startswith("this runtime"))
