@@ -31,7 +31,7 @@ from segzero_edge.graphs.qwen_rope import rope_index
 from segzero_edge.pipeline import Generation
 from segzero_edge.prompts import REASONER_SIZE, resize_for_reasoner
 from segzero_edge.runtime.decoder import DecodeResult, TextDecoder
-from segzero_edge.runtime.providers import create_session
+from segzero_edge.runtime.providers import Spin, create_session
 from segzero_edge.runtime.tokenizer import PromptTokenizer
 
 #: on_token(token_id, text_so_far): called once per generated token (streaming).
@@ -98,12 +98,13 @@ class OrtReasoner:
         threads: int | None = None,
         config: GenerationConfig | None = None,
         vision: VisionFn | None = None,
-        spin: bool = False,
+        spin: Spin = False,
     ) -> OrtReasoner:
         """Load `path/{vision,embed,decoder}.onnx` + tokenizer.json described by `meta` (the
         manifest's reasoner component; read from `path/../manifest.json` when None).
-        `vision` replaces the vision graph (tests, or a TensorRT vision engine); `spin` lets
-        onnxruntime's idle intra-op threads spin (see `providers.session_options`)."""
+        `vision` replaces the vision graph (tests, or a TensorRT vision engine); `spin` sets
+        onnxruntime's intra-op spinning (`providers.session_options`: False, True or "run"); the
+        default False was measured best under load (README, Benchmarks)."""
         root = Path(path)
         if meta is None:
             from segzero_edge.manifest import read_manifest
