@@ -153,7 +153,7 @@ def ours_runner(vl, work: Path, prompt: np.ndarray, args) -> Runner:
             convert(fp32 / name, out / name, "int4", PRECISION_POLICY, block_size=args.block_size,
                     accuracy_level=args.accuracy_level)
     d = text_dims(vl)
-    spin = {"on": True, "off": False}.get(args.spin)
+    spin = args.spin == "on"  # "default": this runtime's default, no spinning
     text = TextDecoder(
         create_session(out / "embed.onnx", threads=args.threads, spin=spin),
         create_session(out / "decoder.onnx", threads=args.threads, spin=spin),
@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-size", type=int, default=128, help="int4 block size (ours and genai)")
     parser.add_argument("--accuracy-level", type=int, default=4, help="MatMulNBits accuracy level (ours and genai)")
     parser.add_argument("--spin", choices=("default", "on", "off"), default="default",
-                        help="onnxruntime thread spinning: each system's default, or forced on/off for both")
+                        help="onnxruntime thread spinning: each system's default (ours: off; genai: onnxruntime's, on), "
+                        "or forced on/off for both")
     parser.add_argument("--gguf-converter", type=Path, default=None, help="llama.cpp's convert_hf_to_gguf.py")
     parser.add_argument("--skip", default="", help="comma list of systems to leave out (transformers, genai, llama.cpp)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep models here (reused across runs)")
