@@ -137,7 +137,7 @@ def transformers_runner(lm, prompt: np.ndarray, threads: int) -> Runner:
     return run
 
 
-def ours_runner(vl, work: Path, prompt: np.ndarray, args) -> Runner:
+def ours_runner(vl, work: Path, prompt: np.ndarray, args, spin_mode: str) -> Runner:
     from segzero_edge.export.precision import convert
     from segzero_edge.export.reasoner_text import PRECISION_POLICY, export_decoder, export_embed, text_dims
     from segzero_edge.generation import GenerationConfig
@@ -153,7 +153,7 @@ def ours_runner(vl, work: Path, prompt: np.ndarray, args) -> Runner:
             convert(fp32 / name, out / name, "int4", PRECISION_POLICY, block_size=args.block_size,
                     accuracy_level=args.accuracy_level)
     d = text_dims(vl)
-    spin = args.spin == "on"  # "default": this runtime's default, no spinning
+    spin = spin_mode == "on"  # "default": this runtime's default, no spinning
     text = TextDecoder(
         create_session(out / "embed.onnx", threads=args.threads, spin=spin),
         create_session(out / "decoder.onnx", threads=args.threads, spin=spin),
@@ -171,7 +171,7 @@ def ours_runner(vl, work: Path, prompt: np.ndarray, args) -> Runner:
     return run
 
 
-def genai_runner(model_dir: Path, work: Path, prompt: np.ndarray, args) -> Runner | str:
+def genai_runner(model_dir: Path, work: Path, prompt: np.ndarray, args, spin_mode: str) -> Runner | str:
     if importlib.util.find_spec("onnxruntime_genai") is None:
         return "onnxruntime-genai is not installed (pip install 'segzero-edge[bench]')"
     import onnxruntime_genai as og
@@ -185,14 +185,19 @@ def genai_runner(model_dir: Path, work: Path, prompt: np.ndarray, args) -> Runne
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             return f"onnxruntime-genai's builder failed: {done.stderr.strip().splitlines()[-1:]}"
-    config_path = out / "genai_config.json"
-    config = json.loads(config_path.read_text())
+    # one folder per spin mode: links to the model files, its own genai_config.json
+    variant = work / f"{out.name}-spin-{spin_mode}"
+    variant.mkdir(exist_ok=True)
+    for f in out.iterdir():
+        if f.name != "genai_config.json" and not (variant / f.name).exists():
+            (variant / f.name).symlink_to(f.resolve())
+    config = json.loads((out / "genai_config.json").read_text())
     options = config["model"]["decoder"]["session_options"]
     options["intra_op_num_threads"] = args.threads
-    if args.spin != "default":
-        options["session.intra_op.allow_spinning"] = "1" if args.spin == "on" else "0"
-    config_path.write_text(json.dumps(config, indent=2))
-    model = og.Model(str(out))
+    if spin_mode != "default":
+        options["session.intra_op.allow_spinning"] = "1" if spin_mode == "on" else "0"
+    (variant / "genai_config.json").write_text(json.dumps(config, indent=2))
+    model = og.Model(str(variant))
     ids = prompt.astype(np.int32)
 
     def run(n: int):
@@ -211,7 +216,7 @@ def genai_runner(model_dir: Path, work: Path, prompt: np.ndarray, args) -> Runne
     return run
 
 
-def llama_runner(model_dir: Path, work: Path, prompt: np.ndarray, args) -> Runner | str:
+def llama_runner(model_dir: Path, work: Path, prompt: np.ndarray, args, spin_mode: str) -> Runner | str:
     if importlib.util.find_spec("llama_cpp") is None:
         return "llama-cpp-python is not installed (build it from source: pip install llama-cpp-python)"
     if args.gguf_converter is None:
@@ -250,9 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every system")
     parser.add_argument("--block-size", type=int, default=128, help="int4 block size (ours and genai)")
     parser.add_argument("--accuracy-level", type=int, default=4, help="MatMulNBits accuracy level (ours and genai)")
-    parser.add_argument("--spin", choices=("default", "on", "off"), default="default",
-                        help="onnxruntime thread spinning: each system's default (ours: off; genai: onnxruntime's, on), "
-                        "or forced on/off for both")
+    parser.add_argument("--spin", default="default",
+                        help="comma list of onnxruntime spin modes, each measured side by side: default (each "
+                        "system's own: ours off, genai onnxruntime's, on), on, off (forced for both)")
     parser.add_argument("--gguf-converter", type=Path, default=None, help="llama.cpp's convert_hf_to_gguf.py")
     parser.add_argument("--skip", default="", help="comma list of systems to leave out (transformers, genai, llama.cpp)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep models here (reused across runs)")
@@ -264,14 +269,20 @@ def main(argv: list[str] | None = None) -> int:
     lm, vl, model_dir = build_models(work, args.size)
     prompt = np.random.default_rng(0).integers(0, 1600, size=args.prompt_tokens).astype(np.int64)
     systems = [System("transformers fp32", None if "transformers" in skip else transformers_runner(lm, prompt, args.threads))]
-    systems.append(System(f"this runtime int4 b{args.block_size} acc{args.accuracy_level}", ours_runner(vl, work, prompt, args)))
-    for name, make in (("onnxruntime-genai", genai_runner), ("llama.cpp Q4_0", llama_runner)):
-        key = name.split()[0].replace("onnxruntime-", "")
-        runner = "skipped with --skip" if key in skip else make(model_dir, work, prompt, args)
-        if isinstance(runner, str):
-            print(f"{name}: skipped: {runner}")
-        else:
-            systems.append(System(name, runner))
+    modes = [m for m in args.spin.split(",") if m]
+    if not modes or set(modes) - {"default", "on", "off"}:
+        parser.error(f"--spin takes default, on, off (comma list), got {args.spin!r}")
+    for mode in modes:
+        tag = f" spin {mode}" if len(modes) > 1 else ""
+        ours_name = f"this runtime int4 b{args.block_size} acc{args.accuracy_level}{tag}"
+        systems.append(System(ours_name, ours_runner(vl, work, prompt, args, mode)))
+        for name, make in (("onnxruntime-genai", genai_runner), ("llama.cpp Q4_0", llama_runner)):
+            key = name.split()[0].replace("onnxruntime-", "")
+            runner = "skipped with --skip" if key in skip else make(model_dir, work, prompt, args, mode)
+            if isinstance(runner, str):
+                print(f"{name}{tag}: skipped: {runner}")
+            else:
+                systems.append(System(name + tag, runner))
     systems = [s for s in systems if s.run is not None]
     for s in systems:  # warm-up
         s.run(4)
@@ -285,16 +296,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.size} model, {args.prompt_tokens}-token prompt, {args.tokens} new tokens, {args.threads} threads, spin {args.spin}, "
           f"medians of {args.repeats}; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after "
           f"({os.cpu_count()} cores)")
-    ours = next(s for s in systems if s.name.startswith("this runtime"))
+    def ours_for(system: System) -> System:  # ratios against ours in the same spin mode
+        tag = system.name.split(" spin ")[-1] if " spin " in system.name else None
+        mine = [s for s in systems if s.name.startswith("this runtime")]
+        return next((s for s in mine if tag and s.name.endswith(f"spin {tag}")), mine[0])
+
     ref = next((s for s in systems if s.name.startswith("transformers")), None)
-    print("| system | prefill ms | decode tok/s | our decode ÷ theirs | our prefill speed ÷ theirs | "
+    print("| system | prefill ms | decode tok/s | our decode ÷ theirs (same spin) | our prefill speed ÷ theirs | "
           "greedy tokens = transformers |")
     print("|---|---:|---:|---:|---:|---|")
     for s in systems:
         same = f"{sum(a == b for a, b in zip(s.ids, ref.ids, strict=False))}/{len(ref.ids)}" if ref else "—"
         print(f"| {s.name} | {statistics.median(s.prefill_ms):.0f} | {s.tok_s(args.tokens):.1f} | "
-              f"{ours.tok_s(args.tokens) / s.tok_s(args.tokens):.2f}× | "
-              f"{statistics.median(s.prefill_ms) / statistics.median(ours.prefill_ms):.2f}× | {same} |")
+              f"{ours_for(s).tok_s(args.tokens) / s.tok_s(args.tokens):.2f}× | "
+              f"{statistics.median(s.prefill_ms) / statistics.median(ours_for(s).prefill_ms):.2f}× | {same} |")
     return 0
 
 
