@@ -77,11 +77,10 @@ def test_shipped_engines_reach_stated_giou_on_test_slice(pipeline):
             box_ious.append(0.0)
     assert meter.count == SLICE
     assert parsed >= EXPECTED["min_parsed"], f"only {parsed}/{SLICE} answers parsed"
-    if "min_box_iou" in EXPECTED:  # written by ship.py since the grounded reasoner
-        assert float(np.mean(box_ious)) >= EXPECTED["min_box_iou"], (
-            f"reasoner box IoU {np.mean(box_ious):.4f} is below the stated {EXPECTED['min_box_iou']} "
-            f"(measured at export: {EXPECTED['measured_box_iou']})"
-        )
+    assert float(np.mean(box_ious)) >= EXPECTED["min_box_iou"], (
+        f"reasoner box IoU {np.mean(box_ious):.4f} is below the stated {EXPECTED['min_box_iou']} "
+        f"(measured at export: {EXPECTED['measured_box_iou']})"
+    )
     assert meter.giou >= EXPECTED["min_giou"], (
         f"gIoU {meter.giou:.4f} on the first {SLICE} test rows is below the stated {EXPECTED['min_giou']} "
         f"(measured at export: {EXPECTED['measured_giou']})"

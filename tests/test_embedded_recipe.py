@@ -23,7 +23,7 @@ def test_recipe_yaml_names_real_scripts_and_smoke_settings():
 
     recipe = load_recipe(RECIPE / "recipe.yaml")
     names = [s["name"] for s in recipe["stages"]]
-    assert names == ["data", "segmenter", "vision", "features", "sft", "grpo", "eval", "ship"]
+    assert names == ["data", "segmenter", "vision", "digits", "features", "sft", "grpo", "eval", "ship"]
     for stage in recipe["stages"]:
         assert (RECIPE / stage["script"]).is_file()
         assert set(recipe["smoke"]) == set(names)
@@ -40,7 +40,7 @@ def test_every_stage_runs_for_two_steps(tmp_path):
     proc = subprocess.run([sys.executable, str(RECIPE / "run.py"), "--run", str(run), "--smoke"],
                           cwd=ROOT, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for done in ("data/info.json", "segmenter/report.json", "vision/report.json", "features/report.json",
+    for done in ("data/info.json", "segmenter/report.json", "vision/report.json", "digits/report.json", "features/report.json",
                  "sft/report.json", "grpo/grpo_report.json", "eval/summary.json", "ship/shipped.json"):
         assert (run / done).is_file(), done
     assert json.loads((run / "sft" / "report.json").read_text())["steps"] == 2
