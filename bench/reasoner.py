@@ -17,11 +17,16 @@ Models (random weights, nothing downloaded):
   tower; decoder-only bench on a fixed-length text prompt (--prompt-tokens).
 Decoding ignores eos so every run produces exactly --tokens tokens. Threads do not spin
 (onnxruntime allow_spinning=0, OMP_WAIT_POLICY=PASSIVE for torch) unless --spin.
+
+Decoder layouts (--layouts): "fused" (contrib ops, I/O-bound cache; the default export) and
+"portable" (standard ops, host cache; the graph before the fused one), each with its node
+count in the file and after onnxruntime's optimisation (what actually runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -42,6 +47,8 @@ MID_TEXT = {
     "vocab_size": 151936,
     "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]},  # head_dim 64 (3B/7B: 128, [16, 24, 24])
 }
+#: --spin-modes: onnxruntime intra-op spinning per runtime row (`providers.session_options`)
+SPIN_MODES = {"off": False, "on": True, "run": "run"}
 MID_VISION = {
     "depth": 2,
     "hidden_size": 64,
@@ -61,6 +68,7 @@ class Row:
     decode_ms: list[float] = field(default_factory=list)  # per run, for tokens-1 steps
     tokens: int = 0
     weight_bytes: int = 0  # bytes of weights read per decode step
+    nodes: tuple[int, int] | None = None  # decoder nodes (file, after onnxruntime's optimisation)
     ids: list[int] = field(default_factory=list)
 
     @property
@@ -140,6 +148,23 @@ def onnx_weight_bytes(path: Path) -> int:
     return total
 
 
+def node_counts(path: Path, threads: int) -> tuple[int, int]:
+    """(nodes in the decoder file, nodes after onnxruntime's full optimisation on CPU)."""
+    import onnx
+    import onnxruntime as ort
+
+    file_nodes = len(onnx.load(str(path), load_external_data=False).graph.node)
+    with tempfile.TemporaryDirectory(prefix="opt-", dir=path.parent) as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "opt.data")
+        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        optimized = len(onnx.load(str(Path(tmp) / "opt.onnx"), load_external_data=False).graph.node)
+    return file_nodes, optimized
+
+
 def torch_weight_bytes(model) -> int:
     """Bytes of the language model + lm_head (the embedding table is read one row per token)."""
     seen, total = set(), 0
@@ -213,7 +238,7 @@ def runtime_runner(decoder, embeds, positions, prompt_ids, delta: int, tokens: i
     return run
 
 
-def text_decoder(engine: Path, dims: dict, threads: int, spin: bool):
+def text_decoder(engine: Path, dims: dict, threads: int, spin):
     from segzero_edge.runtime.decoder import TextDecoder
     from segzero_edge.runtime.providers import create_session
 
@@ -226,16 +251,28 @@ def text_decoder(engine: Path, dims: dict, threads: int, spin: bool):
     )
 
 
-def export_text(model, work: Path, precisions: list[str], block_sizes: list[int], accuracy_level: int):
-    """{label: dir} of embed/decoder graphs per precision under `work` (reused when present)."""
+def export_text(
+    model, work: Path, precisions: list[str], block_sizes: list[int], accuracy_level: int, layouts: list[str]
+):
+    """{label: dir} of embed/decoder graphs per layout and precision under `work` (reused when present)."""
+    dirs = {}
+    for layout in layouts:
+        for label, path in _export_layout(model, work / layout, precisions, block_sizes, accuracy_level, layout).items():
+            dirs[f"{label} {layout}"] = path
+    return dirs
+
+
+def _export_layout(
+    model, work: Path, precisions: list[str], block_sizes: list[int], accuracy_level: int, layout: str
+):
     from segzero_edge.export.precision import convert
     from segzero_edge.export.reasoner_text import PRECISION_POLICY, export_decoder, export_embed
 
     fp32 = work / "fp32"
     if not (fp32 / "decoder.onnx").is_file():
-        print(f"  exporting fp32 text graphs to {fp32} ...", file=sys.stderr)
+        print(f"  exporting fp32 text graphs ({layout}) to {fp32} ...", file=sys.stderr)
         export_embed(model, fp32 / "embed.onnx")
-        export_decoder(model, fp32 / "decoder.onnx")
+        export_decoder(model, fp32 / "decoder.onnx", layout=layout)
     dirs = {}
     for precision in precisions:
         variants = [
@@ -303,16 +340,23 @@ def setup_model(name: str, args, work: Path) -> tuple[list[Row], int]:
             weight_bytes=torch_weight_bytes(model),
         )
     ]
-    for label, engine in export_text(
-        model, work / name, args.precisions, args.block_sizes, args.accuracy_level
-    ).items():
-        decoder = text_decoder(engine, dims, args.threads, args.spin)
+    counted: dict[Path, tuple[int, int]] = {}
+    engines = export_text(model, work / name, args.precisions, args.block_sizes, args.accuracy_level, args.layouts)
+    for (label, engine), spin in itertools.product(engines.items(), args.spin_modes):
+        decoder = text_decoder(engine, dims, args.threads, SPIN_MODES[spin])
+        if engine not in counted:
+            counted[engine] = node_counts(engine / "decoder.onnx", args.threads)
+        nodes = counted[engine]
+        if len(args.spin_modes) > 1:
+            label = f"{label} spin {spin}"
         embeds = decoder.embed(prompt_ids[None])
         if features is not None:
             embeds[0, prompt_ids == pad] = features.astype(embeds.dtype)
         runner = runtime_runner(decoder, embeds, positions, prompt_ids, int(deltas[0, 0]), args.tokens)
         rows.append(
-            Row(name, f"runtime {label}", runner, weight_bytes=onnx_weight_bytes(engine / "decoder.onnx"))
+            Row(
+                name, f"runtime {label}", runner, weight_bytes=onnx_weight_bytes(engine / "decoder.onnx"), nodes=nodes
+            )
         )
     context = len(prompt_ids) + args.tokens // 2
     kv = 2 * dims["num_layers"] * dims["kv_heads"] * dims["head_dim"] * 4 * context
@@ -336,8 +380,9 @@ def bench(rows: list[Row], args, bandwidths: list[float], gemv: list[float]) -> 
 def table(rows: list[Row], bandwidth: float, kv_bytes: dict[str, int]) -> str:
     lines = [
         "| model | back end | prefill ms | decode tok/s | ms/token | decode vs transformers | "
-        "weights MB/token | read GB/s | roofline ms/token | roofline share | greedy tokens = transformers |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "weights MB/token | read GB/s | roofline ms/token | roofline share | greedy tokens = transformers | "
+        "decoder nodes (file / optimised) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     base = {r.model: r for r in rows if r.backend.startswith("transformers")}
     for r in rows:
@@ -349,7 +394,8 @@ def table(rows: list[Row], bandwidth: float, kv_bytes: dict[str, int]) -> str:
             f"| {r.model} | {r.backend} | {statistics.median(r.prefill_ms):.1f} | {r.tok_s:.1f} | "
             f"{r.ms_per_token:.2f} | {r.tok_s / ref.tok_s:.2f}× | {r.weight_bytes / 1e6:.1f} | "
             f"{read / r.ms_per_token / 1e6:.1f} | {roof_ms:.2f} | "
-            f"{roof_ms / r.ms_per_token:.0%} | {same}/{len(ref.ids)} |"
+            f"{roof_ms / r.ms_per_token:.0%} | {same}/{len(ref.ids)} | "
+            f"{f'{r.nodes[0]} / {r.nodes[1]}' if r.nodes else '—'} |"
         )
     return "\n".join(lines)
 
@@ -372,13 +418,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--accuracy-level", type=int, default=4, help="MatMulNBits accuracy_level (4: int8 compute)"
     )
+    parser.add_argument(
+        "--layouts", default="fused,portable", help="decoder KV layouts to compare (fused, portable)"
+    )
     parser.add_argument("--spin", action="store_true", help="let idle threads spin (onnxruntime and OpenMP)")
+    parser.add_argument(
+        "--spin-modes", default=None,
+        help="comma list of runtime spin modes measured side by side (off, on, run: spin only inside a run); "
+        "default: on with --spin, else off",
+    )
     parser.add_argument(
         "--workdir", type=Path, default=None, help="keep exported graphs here (reused across runs)"
     )
     args = parser.parse_args(argv)
     args.precisions = [p for p in args.precisions.split(",") if p]
     args.block_sizes = [int(b) for b in args.block_sizes.split(",") if b]
+    args.layouts = [layout for layout in args.layouts.split(",") if layout]
+    args.spin_modes = [m for m in (args.spin_modes or ("on" if args.spin else "off")).split(",") if m]
+    unknown = sorted(set(args.spin_modes) - set(SPIN_MODES))
+    if unknown:
+        parser.error(f"unknown --spin-modes {unknown}; choose from {sorted(SPIN_MODES)}")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-reasoner-"))
     load_before = os.getloadavg()
     rows, kv, bandwidths, gemv = [], {}, [], []

@@ -31,6 +31,7 @@ ExportLocked = LockHeld
 ReasonerPrecision = Literal["fp32", "fp16", "int8", "int4"]
 AnswerFormat = Literal["single", "multi"]
 SegmenterPrecision = Literal["fp32", "fp16", "int8"]
+DecoderLayout = Literal["fused", "portable"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,13 @@ class ExportConfig:
     reasoner_precision: ReasonerPrecision = field(default="int4", metadata={"help": "reasoner graph precision"})
     segmenter_precision: SegmenterPrecision = field(default="fp32", metadata={"help": "segmenter graph precision"})
     block_size: int = field(default=32, metadata={"help": "int4 quantization block size (power of two ≥ 16)"})
+    decoder_layout: DecoderLayout = field(
+        default="fused",
+        metadata={
+            "help": "reasoner decoder graph: fused (onnxruntime contrib ops, device-resident cache; fastest) "
+            "or portable (standard ONNX ops only)"
+        },
+    )
     tensorrt: bool = field(default=False, metadata={"help": "also build TensorRT plans (needs tensorrt and a GPU)"})
     force: bool = field(default=False, metadata={"help": "replace an existing output directory"})
     answer_format: AnswerFormat = field(
@@ -109,6 +117,7 @@ def _export_locked(config: ExportConfig, out: Path, progress: bool) -> Path:
             "reasoner": export_reasoner(
                 config.reasoner, staging / "reasoner", precision=config.reasoner_precision,
                 block_size=config.block_size, progress=progress, answer_format=config.answer_format,
+                decoder_layout=config.decoder_layout,
             ),
         }
         if reused is None:

@@ -40,6 +40,9 @@ class PrecisionPolicy:
     fp16_keep_fp32_ops: tuple[str, ...] = field(
         metadata={"help": "op types computed in float32 in fp16 graphs (on top of onnxruntime's block list)"}
     )
+    fp16_keep_fp32_nodes: tuple[str, ...] = field(
+        default=(), metadata={"help": "node names computed in float32 in fp16 graphs (absent names are ignored)"}
+    )
     fp16_keep_fp32_io: bool | tuple[str, ...] = field(
         default=True, metadata={"help": "True: all float graph I/O stays float32; a tuple: only these names"}
     )
@@ -96,7 +99,7 @@ def convert(
     elif precision == "fp16":
         convert_fp16(
             src, dst, keep_fp32_ops=policy.fp16_keep_fp32_ops, keep_fp32_io=policy.fp16_keep_fp32_io,
-            external_data=external_data,
+            keep_fp32_nodes=policy.fp16_keep_fp32_nodes, external_data=external_data,
         )
     elif precision == "int8":
         quantize_int8(
@@ -117,10 +120,12 @@ def convert_fp16(
     *,
     keep_fp32_ops: Sequence[str],
     keep_fp32_io: bool | Sequence[str] = True,
+    keep_fp32_nodes: Sequence[str] = (),
     external_data: bool | None = None,
 ) -> Path:
-    """Write a float16 copy of `src` to `dst`; `keep_fp32_ops` compute in float32, and the graph
-    I/O stays float32 (`keep_fp32_io=True`), or only the named inputs/outputs do."""
+    """Write a float16 copy of `src` to `dst`; `keep_fp32_ops` (op types) and `keep_fp32_nodes`
+    (node names) compute in float32, and the graph I/O stays float32 (`keep_fp32_io=True`), or
+    only the named inputs/outputs do."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     model = load_onnx(src)
@@ -133,6 +138,7 @@ def convert_fp16(
         model,
         keep_io_types=keep_io,
         op_block_list=block,
+        node_block_list=[n.name for n in model.graph.node if n.name in set(keep_fp32_nodes)] or None,
         # shape inference of >2 GB protos fails in onnx; the converter then uses the existing value_info
         disable_shape_infer=needs_external_data(proto_bytes(model)),
     )
@@ -162,6 +168,7 @@ def quantize_int8(
 ) -> Path:
     """Write a dynamic-int8 copy of `src` to `dst`: int8 weights for `op_types` (MatMul with a
     constant B, Gemm, Gather), activations quantized per call."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -188,6 +195,9 @@ def quantize_int8(
                 per_channel=per_channel,
                 weight_type=QuantType.QInt8,
                 use_external_data_format=big,
+                # onnx's shape inference cannot type the outputs of onnxruntime's contrib ops (the
+                # fused decoder's SkipSimplifiedLayerNormalization); the sources are fp32 graphs
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
         model = load_onnx(out)
     return save_onnx(model, dst, external_data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from segzero_edge.export.onnx_io import onnx_bytes
 from segzero_edge.export.precision import check_block_size, convert
 from segzero_edge.export.reasoner_text import PRECISION_POLICY as TEXT_POLICY
 from segzero_edge.graphs.reasoner_prompt import PARSERS, SEGZERO_QUESTION_RULE, USER_SENTINEL, user_template
+from segzero_edge.graphs.reasoner_text_io import KV_LAYOUTS
 from segzero_edge.prompts import REASONER_SIZE, SYSTEM_PROMPT, chat_messages
 
 PRECISIONS = TEXT_POLICY.precisions
@@ -147,10 +149,12 @@ def export_reasoner(
     accuracy_level: int = 4,
     processor: Any = None,
     answer_format: str = "single",
+    decoder_layout: str = "fused",
 ) -> dict[str, Any]:
     """Write vision.onnx, embed.onnx, decoder.onnx and tokenizer.json into `out_dir`; return the
     manifest component (precisions, file sizes, preprocessing, prompt, special ids, dims).
-    `answer_format` picks the prompt the engines render and the answers the runtime parses."""
+    `answer_format` picks the prompt the engines render and the answers the runtime parses;
+    decoder_layout: "fused" or "portable" (`graphs.reasoner_text_io.KV_LAYOUTS`)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -159,6 +163,8 @@ def export_reasoner(
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} not in {PRECISIONS}")
+    if decoder_layout not in KV_LAYOUTS:
+        raise ValueError(f"decoder_layout {decoder_layout!r} not in {KV_LAYOUTS}")
     check_block_size(block_size)
     user_template(answer_format)  # an unknown format fails before the (slow) export
     out = Path(out_dir)
@@ -176,7 +182,8 @@ def export_reasoner(
         steps.set_postfix_str("vision")
         export_vision(model, out / FILES["vision"], precision=VISION_PRECISION[precision])
         steps.update()
-        for name, export in (("embed", export_embed), ("decoder", export_decoder)):
+        decoder = partial(export_decoder, layout=decoder_layout)
+        for name, export in (("embed", export_embed), ("decoder", decoder)):
             steps.set_postfix_str(name)
             if precision == "fp32":
                 export(model, out / FILES[name])
@@ -214,6 +221,7 @@ def export_reasoner(
         "io": {
             "embeddings_scatter": "runtime: rows where input_ids == image_pad <- vision features",
             "logits": "last position only",
+            "kv_layout": decoder_layout,
         },
     }
     return meta

@@ -22,6 +22,7 @@ from torch import nn
 
 from segzero_edge.export.onnx_io import load_onnx, needs_external_data, save_onnx, save_program
 from segzero_edge.export.precision import PrecisionPolicy
+from segzero_edge.export.reasoner_decoder_fused import ROPE_NODES
 from segzero_edge.graphs import reasoner_text_io as io
 
 if TYPE_CHECKING:
@@ -38,8 +39,10 @@ OPSET = 21
 #:   the Gather); no pre-processing: MatMul/Gather weights are constants with static shapes already.
 #: - int4: weight-only blockwise 4-bit for every constant-weight MatMul (`MatMulNBits`) and the
 #:   embedding table (`GatherBlockQuantized`).
+#: The fused decoder's rotary tables (`reasoner_decoder_fused.ROPE_NODES`) stay float32 too.
 PRECISION_POLICY = PrecisionPolicy(
     fp16_keep_fp32_ops=("Softmax", "Pow", "ReduceMean", "Sqrt", "Div"),
+    fp16_keep_fp32_nodes=ROPE_NODES,
     fp16_keep_fp32_io=(io.LOGITS,),
     int8_ops=("MatMul", "Gather"),
     int8_per_channel=True,
@@ -339,8 +342,16 @@ def decoder_example(
     return (embeds, mask, positions, *cache)
 
 
-def export_decoder(model: PreTrainedModel, path: str | Path) -> Path:
-    """Write decoder.onnx (one cached decoder step, dynamic batch/seq/past). Returns the path."""
+def export_decoder(model: PreTrainedModel, path: str | Path, layout: str = "fused") -> Path:
+    """Write decoder.onnx (one cached decoder step) in KV `layout` (`reasoner_text_io.KV_LAYOUTS`):
+    "fused" (contrib ops, batch 1, shared cache: `reasoner_decoder_fused`) or "portable" (standard
+    ops, dynamic batch/seq/past: `DecoderForExport`). Returns the path."""
+    if layout not in io.KV_LAYOUTS:
+        raise ValueError(f"layout must be one of {io.KV_LAYOUTS}, got {layout!r}")
+    if layout == "fused":
+        from segzero_edge.export.reasoner_decoder_fused import export_fused_decoder
+
+        return export_fused_decoder(model, path)
     wrapper = DecoderForExport(model).eval()
     d = text_dims(model)
     args = decoder_example(model)
@@ -360,6 +371,6 @@ def export_decoder(model: PreTrainedModel, path: str | Path) -> Path:
         dyn[io.POSITION_IDS],
         tuple({0: batch, 2: past} for _ in range(2 * d["num_layers"])),
     )
-    path = _export(wrapper, args, Path(path), names, io.decoder_output_names(d["num_layers"]), spec)
+    path = _export(wrapper, args, Path(path), names, io.decoder_output_names(d["num_layers"], "portable"), spec)
     _fuse_file(path)
     return path

@@ -1,12 +1,10 @@
 """Torch-free KV-cache decode loop over `decoder.onnx`, with HF-identical logits processing.
 
-Cache: per layer, preallocated [B, kv_heads, capacity, head_dim] key and value buffers. Each
-step passes the buffers whole as `past_key_values.*` (zero-copy: ORT reads numpy memory on
-CPU) with attention_mask 0 on unwritten slots, then writes the step's `new_key_values.*` into
-the next slots in place. Capacity grows in `chunk`-token steps, so a step reads fewer than
-`chunk` masked slots more than it needs, and the cache is copied only when it grows (every
-`chunk` tokens, a few % of the weight traffic), never the O(length) per step of a
-concat-based cache.
+The loop is written once here; how each step runs the graphs depends on the decoder's KV
+layout (`runtime.decode_steps`): the fused layout keeps the cache on the execution device
+through I/O binding (GroupQueryAttention appends in place), the portable layout keeps numpy
+buffers that the graph reads in place and that grow in `chunk`-token steps. Neither copies the
+cache per step.
 
 Logits processing follows transformers' generate exactly, in its order: repetition penalty
 over the prompt and generated ids, then temperature, then top-p; greedy is argmax (first index
@@ -24,6 +22,9 @@ import numpy as np
 
 from segzero_edge.generation import GenerationConfig
 from segzero_edge.graphs import reasoner_text_io as io
+from segzero_edge.runtime.decode_steps import BoundSteps, HostSteps, KVCache, shrinking_run_options
+
+__all__ = ["DecodeResult", "GenerationConfig", "KVCache", "TextDecoder", "choose_token", "repetition_penalty", "top_p_filter"]
 
 OnToken = Callable[[int], None]
 
@@ -72,61 +73,6 @@ def choose_token(
     return int(rng.choice(probs.shape[0], p=probs))
 
 
-class KVCache:
-    """Preallocated per-layer key/value buffers [B, kv_heads, capacity, head_dim] plus the
-    valid-slot mask [B, capacity] (int64, 1 = written)."""
-
-    def __init__(
-        self,
-        num_layers: int,
-        kv_heads: int,
-        head_dim: int,
-        *,
-        batch: int = 1,
-        capacity: int = 256,
-        chunk: int = 64,
-        dtype: type = np.float32,
-    ) -> None:
-        if capacity < 1 or chunk < 1:
-            raise ValueError(f"capacity and chunk must be >= 1, got {capacity}, {chunk}")
-        self.num_layers, self.kv_heads, self.head_dim, self.batch = num_layers, kv_heads, head_dim, batch
-        self.chunk, self.dtype = chunk, dtype
-        self.length = 0
-        self.names = io.past_names(num_layers)
-        self.buffers = [np.zeros((batch, kv_heads, capacity, head_dim), dtype) for _ in self.names]
-        self.mask = np.zeros((batch, capacity), np.int64)
-
-    @property
-    def capacity(self) -> int:
-        return self.mask.shape[1]
-
-    def reserve(self, extra: int) -> None:
-        """Make room for `extra` more tokens (grow to a multiple of `chunk`, copying once)."""
-        need = self.length + extra
-        if need <= self.capacity:
-            return
-        capacity = -(-need // self.chunk) * self.chunk
-        grown = []
-        for buf in self.buffers:
-            new = np.zeros((*buf.shape[:2], capacity, buf.shape[3]), buf.dtype)
-            new[:, :, : self.length] = buf[:, :, : self.length]
-            grown.append(new)
-        self.buffers = grown
-        mask = np.zeros((self.batch, capacity), np.int64)
-        mask[:, : self.length] = self.mask[:, : self.length]
-        self.mask = mask
-
-    def append(self, new: list[np.ndarray]) -> None:
-        """Write one step's new keys/values ([B, kv, S, hd] each, in `names` order) in place,
-        growing the buffers first when they are full."""
-        s = new[0].shape[2]
-        self.reserve(s)
-        for buf, values in zip(self.buffers, new, strict=True):
-            buf[:, :, self.length : self.length + s] = values
-        self.mask[:, self.length : self.length + s] = 1
-        self.length += s
-
-
 @dataclass
 class DecodeResult:
     """Generated ids (including the stop token when one was produced) and stage timings."""
@@ -137,22 +83,9 @@ class DecodeResult:
     stopped: bool  # True when a stop id ended generation (False: max_new_tokens)
 
 
-def _shrinking_run_options():
-    """RunOptions that hand the CPU arena's free chunks back after a run. Used for prefill
-    only: its activations grow with the prompt, and onnxruntime's arena would otherwise keep
-    the largest prompt's memory for the life of the session (decode steps are small and
-    frequent, so they keep the arena). None when onnxruntime is absent (fake sessions)."""
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
-    options = onnxruntime.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    return options
-
-
 class TextDecoder:
-    """Runs `embed.onnx` and `decoder.onnx` sessions (onnxruntime.InferenceSession)."""
+    """Runs `embed.onnx` and `decoder.onnx` sessions (onnxruntime.InferenceSession); the
+    decoder's KV layout is read from its output names (`reasoner_text_io.kv_layout`)."""
 
     def __init__(
         self,
@@ -174,10 +107,19 @@ class TextDecoder:
                 f"({expected[:3]} + past_key_values.*): re-export the engine with this package"
             )
         self.dtype = np.float16 if types[io.INPUTS_EMBEDS] == "tensor(float16)" else np.float32
-        self._outputs = io.decoder_output_names(num_layers)
+        outputs = decoder_session.get_outputs()
+        self.layout = io.kv_layout([o.name for o in outputs], num_layers)
+        self.output_names = io.decoder_output_names(num_layers, self.layout)
+        self.past = io.past_names(num_layers)
+        vocab = outputs[0].shape[-1]
+        self.vocab = vocab if isinstance(vocab, int) else None
         self._check_dims(decoder_session, embed_session)
-        self._shrink_after = _shrinking_run_options()
-
+        if self.layout == "fused" and (self.vocab is None or self.hidden is None):
+            raise ValueError(
+                f"the fused decoder.onnx must have static vocab and hidden sizes, got logits {outputs[0].shape} "
+                f"and inputs_embeds width {self.hidden}: re-export the engine with this package"
+            )
+        self.shrink_after = shrinking_run_options()
 
     def _check_dims(self, decoder_session, embed_session) -> None:
         """Refuse dims that disagree with the graphs' static shapes (a manifest that does not
@@ -217,21 +159,9 @@ class TextDecoder:
         ids = np.ascontiguousarray(input_ids, dtype=np.int64)
         return self.embed_session.run([io.EMBED_OUTPUT], {io.EMBED_INPUT: ids})[0]
 
-    def forward(self, cache: KVCache, inputs_embeds: np.ndarray, position_ids: np.ndarray) -> np.ndarray:
-        """One decoder step: inputs_embeds [B, S, H], position_ids [3, B, S] -> last-position
-        logits [B, V] float32; the S new keys/values are appended to `cache`.
-
-        The step reads the cache as it is (the new tokens are attended in their own block), so
-        a prefill over an empty cache reads only its `chunk` masked slots; the cache grows after.
-        """
-        s = inputs_embeds.shape[1]
-        feeds = dict(zip(cache.names, cache.buffers, strict=True))
-        feeds[io.INPUTS_EMBEDS] = np.ascontiguousarray(inputs_embeds, dtype=self.dtype)
-        feeds[io.ATTENTION_MASK] = np.concatenate([cache.mask, np.ones((cache.batch, s), np.int64)], axis=1)
-        feeds[io.POSITION_IDS] = np.ascontiguousarray(position_ids, dtype=np.int64)
-        out = self.decoder_session.run(self._outputs, feeds, self._shrink_after if s > 1 else None)
-        cache.append(out[1:])
-        return out[0]
+    def steps(self, capacity: int) -> BoundSteps | HostSteps:
+        """A new generation's step runner, with room for `capacity` tokens (prompt + new)."""
+        return (BoundSteps if self.layout == "fused" else HostSteps)(self, capacity)
 
     def generate(
         self,
@@ -257,10 +187,10 @@ class TextDecoder:
         start = time.perf_counter() if prefill_start is None else prefill_start
         rng = None if config.greedy else np.random.default_rng(config.seed)
         s = inputs_embeds.shape[1]
-        cache = self.new_cache(self.chunk)
+        steps = self.steps(s + config.max_new_tokens)
         seen = np.empty(s + config.max_new_tokens, np.int64)
         seen[:s] = prompt_ids
-        logits = self.forward(cache, inputs_embeds, position_ids)[0]
+        logits = steps.prefill(inputs_embeds, position_ids)
         token = choose_token(logits, config, seen[:s], rng)
         prefill_ms = (time.perf_counter() - start) * 1000.0
         start = time.perf_counter()
@@ -270,9 +200,7 @@ class TextDecoder:
         stopped = token in stop_ids
         while not stopped and len(ids) < config.max_new_tokens:
             seen[s + len(ids) - 1] = token
-            position = s + len(ids) - 1 + rope_delta
-            embeds = self.embed(np.array([[token]], np.int64))
-            logits = self.forward(cache, embeds, np.full((3, 1, 1), position, np.int64))[0]
+            logits = steps.step(token, s + len(ids) - 1 + rope_delta)
             token = choose_token(logits, config, seen[: s + len(ids)], rng)
             ids.append(token)
             if on_token is not None:
@@ -291,9 +219,8 @@ class TextDecoder:
         """Logits [len(ids), V] float32: row n is what the model predicts for ids[n] after the
         prompt and ids[:n] (the reference tokens are fed, whatever the model would have picked)."""
         s = inputs_embeds.shape[1]
-        cache = self.new_cache(self.chunk)
-        rows = [self.forward(cache, inputs_embeds, position_ids)[0]]
+        steps = self.steps(s + len(ids))
+        rows = [steps.prefill(inputs_embeds, position_ids).copy()]
         for n, token in enumerate(list(ids)[:-1]):
-            embeds = self.embed(np.array([[int(token)]], np.int64))
-            rows.append(self.forward(cache, embeds, np.full((3, 1, 1), s + n + rope_delta, np.int64))[0])
+            rows.append(steps.step(int(token), s + n + rope_delta).copy())
         return np.stack(rows).astype(np.float32, copy=False)

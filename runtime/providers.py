@@ -10,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+#: Intra-op thread spinning (`session_options`): on, off, "run" (only while a run executes), None (ORT default).
+Spin = bool | Literal["run"] | None
+
 #: The providers a user can ask for (`ReasoningSegmenter.from_dir(provider=...)`, `--provider`).
 Provider = Literal["cpu", "cuda", "tensorrt"]
 PROVIDERS: tuple[str, ...] = get_args(Provider)
@@ -95,10 +98,11 @@ def execution_providers(
     return out
 
 
-def session_options(*, threads: int | None = None, optimization: str = "all", spin: bool | None = None) -> Any:
+def session_options(*, threads: int | None = None, optimization: str = "all", spin: Spin = None) -> Any:
     """SessionOptions: intra-op `threads` (None: onnxruntime's default, one per core), the
     graph optimization level ("disable" | "basic" | "extended" | "all") and whether idle
-    intra-op threads spin (None: onnxruntime's default, which spins).
+    intra-op threads spin: True, False, "run" (spin inside a run, stop the moment it returns:
+    `session.force_spinning_stop`), or None (onnxruntime's default, which spins).
 
     A reasoner decode step is ~1000 short ops: spinning workers that lose their core to another
     process stall every op (measured 3× slower decode on a shared 2-core machine), so the text
@@ -120,8 +124,12 @@ def session_options(*, threads: int | None = None, optimization: str = "all", sp
     options.log_severity_level = 3  # errors only: shape-inference chatter is not for users
     if threads is not None:
         options.intra_op_num_threads = threads
+    if spin not in (None, True, False, "run"):
+        raise ValueError(f"spin must be True, False, 'run' or None, got {spin!r}")
     if spin is not None:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spin is False else "1")
+    if spin == "run":
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
@@ -131,7 +139,7 @@ def create_session(
     *,
     threads: int | None = None,
     optimization: str = "all",
-    spin: bool | None = None,
+    spin: Spin = None,
     **provider_options: Any,
 ) -> Any:
     """An `InferenceSession` for `path` on `provider`; raises if it would not run there.

@@ -9,10 +9,10 @@ ids (`embed.onnx`), overwrite the <|image_pad|> rows with the vision features (n
 same as HF's masked_scatter), M-RoPE positions from `qwen_rope.rope_index`, then prefill and
 decode (`TextDecoder`).
 
-The KV cache lives in host memory (numpy buffers the graph reads in place). That is the right
-home on CPU; with provider="cuda" every step uploads the cache, so long generations on a GPU
-want a device-resident cache (IOBinding + an in-graph cache update), which this module does
-not do yet.
+The KV cache lives where the decoder runs: fused-layout decoders (the default export) keep it
+on the execution device through I/O binding and append in place; portable-layout decoders
+(older engines) keep numpy buffers that the graph reads in place, uploaded at every step on a
+GPU (`runtime.decode_steps`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from segzero_edge.graphs.qwen_rope import rope_index
 from segzero_edge.pipeline import Generation
 from segzero_edge.prompts import REASONER_SIZE, check_answer_format, resize_for_reasoner
 from segzero_edge.runtime.decoder import DecodeResult, TextDecoder
-from segzero_edge.runtime.providers import create_session
+from segzero_edge.runtime.providers import Spin, create_session
 from segzero_edge.runtime.tokenizer import PromptTokenizer
 from segzero_edge.stopping import GenerationStopped, RepetitionStop, StopWatch
 
@@ -114,15 +114,15 @@ class OrtReasoner:
         threads: int | None = None,
         config: GenerationConfig | None = None,
         vision: VisionFn | None = None,
-        spin: bool = False,
+        spin: Spin = False,
         **provider_options: Any,
     ) -> OrtReasoner:
         """Load `path/{vision,embed,decoder}.onnx` + tokenizer.json described by `meta` (the
         manifest's reasoner component; read from `path/../manifest.json` when None).
-        `vision` replaces the vision graph (tests, or a TensorRT vision engine); `spin` lets
-        onnxruntime's idle intra-op threads spin (see `providers.session_options`);
-        provider_options (device_id, trt_fp16, trt_cache_dir) go to every session
-        (`providers.execution_providers`)."""
+        `vision` replaces the vision graph (tests, or a TensorRT vision engine); `spin` sets
+        onnxruntime's intra-op spinning (`providers.session_options`: False, True or "run"; the
+        default False was measured best under load, README Benchmarks); provider_options
+        (device_id, trt_fp16, trt_cache_dir) go to every session (`providers.execution_providers`)."""
         root = Path(path)
         if meta is None:
             from segzero_edge.manifest import read_manifest

@@ -49,6 +49,11 @@ def test_provider_names_and_missing_providers():
     key = "session.intra_op.allow_spinning"  # the text graphs turn spinning off (see session_options)
     assert providers.session_options(spin=False).get_session_config_entry(key) == "0"
     assert providers.session_options(spin=True).get_session_config_entry(key) == "1"
+    run_only = providers.session_options(spin="run")
+    assert run_only.get_session_config_entry(key) == "1"
+    assert run_only.get_session_config_entry("session.force_spinning_stop") == "1"
+    with pytest.raises(ValueError, match="spin must be"):
+        providers.session_options(spin="sometimes")
 
 
 def _engine_dir(name: str):

@@ -20,7 +20,7 @@ def bench_dir() -> Path:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "bench",
-        help="run a benchmark script of a source checkout (segmenter, reasoner, pipeline, train_memory)",
+        help="run a benchmark script of a source checkout (segmenter, reasoner, peers, pipeline, soak, train_memory)",
         description="Runs bench/NAME.py of the source checkout this package was installed from (`pip install -e .`); "
         "the bench/ scripts are not installed with the package, so a regular install has none. Arguments after "
         "NAME go to the script. Figures are medians measured side by side in one run.",
