@@ -37,7 +37,13 @@ def run(args: argparse.Namespace) -> int:
         out = export_engines(config)
     except (FileExistsError, ExportLocked) as exc:  # both raised before any model work
         raise CliError(str(exc)) from exc
-    print(f"wrote {out} (reasoner {config.reasoner_precision}, segmenter {config.segmenter_precision})")
+    from segzero_edge.manifest import read_manifest
+
+    # the manifest's own record: a reused segmenter keeps the precision it was exported at
+    segmenter = read_manifest(out, verify=False).component("segmenter").get("precision", config.segmenter_precision)
+    if isinstance(segmenter, dict):  # per graph: {"encoder": "fp32", "decoder": "fp32"}
+        segmenter = "/".join(f"{graph}={precision}" for graph, precision in segmenter.items())
+    print(f"wrote {out} (reasoner {config.reasoner_precision}, segmenter {segmenter})")
     if args.verify:
         from segzero_edge.export.engine import reused_segmenter
 
