@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from segzero_edge.file_lock import LockHeld, exclusive_lock
-from segzero_edge.manifest import write_manifest
+from segzero_edge.manifest import Manifest, write_manifest
 from segzero_edge.prompts import check_answer_format
 
 logger = logging.getLogger("segzero_edge.export")
@@ -146,7 +146,7 @@ def _export_locked(config: ExportConfig, out: Path, progress: bool) -> Path:
     return out
 
 
-def reused_segmenter(source: str):
+def reused_segmenter(source: str) -> Manifest | None:
     """The verified manifest of `source` when it is an engine directory (its segmenter graphs
     are then reused as they are), else None (a checkpoint to export). An engine directory that
     fails verification raises EngineError: a tampered segmenter is never copied."""
@@ -155,11 +155,11 @@ def reused_segmenter(source: str):
     if not (Path(source) / MANIFEST_NAME).is_file():
         return None
     manifest = read_manifest(Path(source))
-    manifest.component("segmenter")
+    manifest.component("segmenter")  # EngineError when the directory has no segmenter
     return manifest
 
 
-def copy_segmenter(manifest, dst: Path) -> tuple[dict, str]:
+def copy_segmenter(manifest: Manifest, dst: Path) -> tuple[dict, str]:
     """Copy the segmenter files a verified manifest lists into `dst`; returns (its component
     metadata, the source to record: the original checkpoint, via this engine directory)."""
     files = [name for name in manifest.data["files"] if name.startswith("segmenter/")]
