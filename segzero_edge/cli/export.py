@@ -37,19 +37,18 @@ def run(args: argparse.Namespace) -> int:
         out = export_engines(config)
     except (FileExistsError, ExportLocked) as exc:  # both raised before any model work
         raise CliError(str(exc)) from exc
-    from segzero_edge.manifest import read_manifest
+    from segzero_edge.export.engine import reused_segmenter
 
-    # the manifest's own record: a reused segmenter keeps the precision it was exported at
-    segmenter = read_manifest(out, verify=False).component("segmenter").get("precision", config.segmenter_precision)
-    if isinstance(segmenter, dict):  # per graph: {"encoder": "fp32", "decoder": "fp32"}
-        segmenter = "/".join(f"{graph}={precision}" for graph, precision in segmenter.items())
+    reused = reused_segmenter(config.segmenter)  # None for a checkpoint; an engine dir is re-verified
+    segmenter = config.segmenter_precision
+    if reused is not None:  # a reused segmenter keeps the precision it was exported at
+        precision = reused.component("segmenter").get("precision", {})
+        segmenter = "/".join(f"{graph}={p}" for graph, p in precision.items()) or "as exported"
     print(f"wrote {out} (reasoner {config.reasoner_precision}, segmenter {segmenter})")
     if args.verify:
-        from segzero_edge.export.engine import reused_segmenter
-
         from .verify import verify_dir
 
-        if reused_segmenter(config.segmenter) is not None:  # copied graphs: their hashes are the check
+        if reused is not None:  # copied graphs: their hashes are the check
             print("segmenter graphs reused from an engine directory: verifying the reasoner only")
             return verify_dir(out, reasoner=config.reasoner, stages=("reasoner",))
         return verify_dir(out, reasoner=config.reasoner, segmenter=config.segmenter)
