@@ -145,10 +145,11 @@ def example_decoder_inputs(model: nn.Module) -> tuple[torch.Tensor, ...]:
     dtype = next(model.parameters()).dtype
     with torch.no_grad():
         s0, s1, embeddings = model.get_image_embeddings(*example_encoder_inputs(model))
-    scale = input_size(model) / io.IMAGE_SIZE
-    coords = torch.tensor([[[300.0, 400.0], [600.0, 500.0], [100.0, 200.0], [800.0, 900.0], [0.0, 0.0]]]) * scale
+    size = input_size(model)
+    coords = torch.tensor([[[300.0, 400.0], [600.0, 500.0], [100.0, 200.0], [800.0, 900.0], [0.0, 0.0]]])
+    coords = coords * (size / io.IMAGE_SIZE)  # the same prompt at any input size
     labels = torch.tensor([[1.0, 1.0, 2.0, 3.0, -1.0]])
-    low_res = input_size(model) // 4
+    low_res = size // 4
     mask = torch.zeros(1, 1, low_res, low_res)
     has_mask = torch.zeros(1)
     return embeddings, s0, s1, coords.to(dtype), labels.to(dtype), mask.to(dtype), has_mask.to(dtype)

@@ -17,6 +17,8 @@ numbers are those of onnx.proto (IR version 10).
 from __future__ import annotations
 
 import mmap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,26 +156,34 @@ def _walk(buf: memoryview, kind: str, start: int, end: int, depth: int, out: lis
             _walk(buf, child, a, b, depth + (child == "graph"), out)
 
 
-def external_refs(path: str | Path) -> list[ExternalRef]:
-    """Every tensor with external data in the ONNX file at `path` (an empty list when all
-    weights are inside the file). Raises `OnnxFormatError` when the file is not a model."""
+@contextmanager
+def _mapped(path: str | Path) -> Iterator[memoryview]:
+    """The ONNX file at `path` as a read-only memory map (released on exit); an empty file
+    is `OnnxFormatError`."""
     with open(path, "rb") as handle:
-        size = handle.seek(0, 2)
-        if size == 0:
+        if handle.seek(0, 2) == 0:
             raise OnnxFormatError("the file is empty")
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             buf = memoryview(mapped)
             try:
-                out: list[ExternalRef] = []
-                graphs = 0
-                for number, wire, _a, _b in _fields(buf, 0, size):
-                    graphs += number == 7 and wire == _LEN
-                if graphs == 0:
-                    raise OnnxFormatError("no graph (ModelProto field 7)")
-                _walk(buf, "model", 0, size, 0, out)
-                return out
+                yield buf
             finally:
                 buf.release()
+
+
+def external_refs(path: str | Path) -> list[ExternalRef]:
+    """Every tensor with external data in the ONNX file at `path` (an empty list when all
+    weights are inside the file). Raises `OnnxFormatError` when the file is not a model."""
+    with _mapped(path) as buf:
+        size = len(buf)
+        out: list[ExternalRef] = []
+        graphs = 0
+        for number, wire, _a, _b in _fields(buf, 0, size):
+            graphs += number == 7 and wire == _LEN
+        if graphs == 0:
+            raise OnnxFormatError("no graph (ModelProto field 7)")
+        _walk(buf, "model", 0, size, 0, out)
+        return out
 
 
 # -- graph inputs and outputs (for `segzero-edge info`) --------------------------------------
@@ -221,29 +231,21 @@ def _value_info(buf: memoryview, start: int, end: int) -> ValueInfo:
 def graph_io(path: str | Path) -> tuple[list[ValueInfo], list[ValueInfo]]:
     """(inputs, outputs) of the main graph of the ONNX file at `path`, without onnx or
     onnxruntime (initializers listed as inputs by old exporters are left out)."""
-    with open(path, "rb") as handle:
-        size = handle.seek(0, 2)
-        if size == 0:
-            raise OnnxFormatError("the file is empty")
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            buf = memoryview(mapped)
-            try:
-                for number, wire, a, b in _fields(buf, 0, size):
-                    if number != 7 or wire != _LEN:
-                        continue
-                    inputs, outputs, initializers = [], [], set()
-                    for n, w, c, d in _fields(buf, a, b):
-                        if w != _LEN:
-                            continue
-                        if n == 11:
-                            inputs.append(_value_info(buf, c, d))
-                        elif n == 12:
-                            outputs.append(_value_info(buf, c, d))
-                        elif n == 5:
-                            for n2, w2, e, f in _fields(buf, c, d):
-                                if n2 == _TENSOR_NAME and w2 == _LEN:
-                                    initializers.add(_text(buf, e, f))
-                    return [i for i in inputs if i.name not in initializers], outputs
-                raise OnnxFormatError("no graph (ModelProto field 7)")
-            finally:
-                buf.release()
+    with _mapped(path) as buf:
+        for number, wire, a, b in _fields(buf, 0, len(buf)):
+            if number != 7 or wire != _LEN:
+                continue
+            inputs, outputs, initializers = [], [], set()
+            for n, w, c, d in _fields(buf, a, b):
+                if w != _LEN:
+                    continue
+                if n == 11:
+                    inputs.append(_value_info(buf, c, d))
+                elif n == 12:
+                    outputs.append(_value_info(buf, c, d))
+                elif n == 5:
+                    for n2, w2, e, f in _fields(buf, c, d):
+                        if n2 == _TENSOR_NAME and w2 == _LEN:
+                            initializers.add(_text(buf, e, f))
+            return [i for i in inputs if i.name not in initializers], outputs
+        raise OnnxFormatError("no graph (ModelProto field 7)")

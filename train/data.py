@@ -21,7 +21,6 @@ from 840 to `image_size` space). Images are decoded and resized lazily, per batc
 
 from __future__ import annotations
 
-import io
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from segzero_edge.images import ImageError, load_image
 from segzero_edge.multi_truth import rescale_objects, solution_json
 from segzero_edge.prompts import REASONER_SIZE, check_answer_format, training_user_text
 from segzero_edge.rewards import parse_solution
+from segzero_edge.train.mask_cells import mask_pixels
 
 from .data_multi import INSTANCE_COLUMNS, check_multi_row, synthetic_multi_dataset, undecoded_masks
 
@@ -143,16 +143,7 @@ def to_mask(value: Any, root: Path | None = None) -> np.ndarray:
     if value is None:
         raise ImageError("mask is missing")
     value = _open_image_value(value, root)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        with Image.open(io.BytesIO(bytes(value))) as img:
-            array = np.asarray(img)
-    elif isinstance(value, (str, Path)):
-        with Image.open(value) as img:
-            array = np.asarray(img)
-    elif isinstance(value, Image.Image):
-        array = np.asarray(value)
-    else:
-        array = np.asarray(value)
+    array = mask_pixels(value)
     if array.ndim == 3:
         array = array.any(axis=2) if array.dtype == bool else (array > 0).any(axis=2)
     if array.ndim != 2:

@@ -17,12 +17,10 @@ accuracy reward scores 0 against an empty list whatever the answer, so they teac
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from segzero_edge.images import ImageError
 from segzero_edge.multi_truth import (
@@ -31,6 +29,7 @@ from segzero_edge.multi_truth import (
     instances_from_labels,
     parse_solution_multi,
 )
+from segzero_edge.train.mask_cells import mask_pixels
 
 if TYPE_CHECKING:
     import datasets
@@ -57,16 +56,7 @@ def to_label_map(value: Any, root: Path | None, open_value: Any) -> np.ndarray:
     if value is None:
         raise ImageError("mask is missing")
     value = open_value(value, root)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        with Image.open(io.BytesIO(bytes(value))) as img:
-            array = np.asarray(img)
-    elif isinstance(value, (str, Path)):
-        with Image.open(value) as img:
-            array = np.asarray(img)
-    elif isinstance(value, Image.Image):
-        array = np.asarray(value)
-    else:
-        array = np.asarray(value)
+    array = mask_pixels(value)
     if array.ndim == 3:
         array = (array != 0).any(axis=2)
     if array.ndim != 2:
