@@ -195,8 +195,8 @@ def evaluate_all(cfg: EvalConfig, dirs: dict[str, Path]) -> dict[str, Any]:
             evaluate(pipes[m], samples, out, total=len(samples))
             per_model[m] = per_sample(out, rows, boxes)
             entry = summarise(per_model[m]) | {"seconds": round(time.perf_counter() - start, 1)}
-            if m != names[0]:
-                entry["gain_over_" + names[0]] = bootstrap_gain(per_model[names[0]], per_model[m], cfg.bootstrap)
+            for earlier in names[: names.index(m)]:  # every later model against every earlier one
+                entry["gain_over_" + earlier] = bootstrap_gain(per_model[earlier], per_model[m], cfg.bootstrap)
             result["splits"].setdefault(split, {})[m] = entry
             print(f"{split:9s} {m:10s} {json.dumps({k: v for k, v in entry.items() if k != 'family_giou'})}", flush=True)
         if split in ("val", "test"):
@@ -210,14 +210,17 @@ def markdown(result: dict[str, Any], cfg: EvalConfig) -> str:
     lines = [f"Engines: reasoner {cfg.reasoner_precision}, segmenter {cfg.segmenter_precision}; ONNX Runtime on the CPU, "
              f"greedy, max {cfg.max_new_tokens} new tokens; first {cfg.limit} rows per split.", "",
              "| split | model | gIoU | cIoU | parsed | box IoU | box on some object | box on the target | "
-             "gIoU gain over " + names[0] + " (95% CI) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             + "".join(f"gIoU gain over {n} (95% CI) | " for n in names[:-1]),
+             "|---|---|---:|---:|---:|---:|---:|---:|" + "---|" * (len(names) - 1)]
+
+    def gain_cell(gain: dict[str, Any] | None) -> str:
+        return f"{gain['gain']:+.4f} [{gain['ci95'][0]:+.4f}, {gain['ci95'][1]:+.4f}]" if gain else ""
+
     for split, models in result["splits"].items():
         for m, e in models.items():
-            gain = e.get("gain_over_" + names[0])
-            g = f"{gain['gain']:+.4f} [{gain['ci95'][0]:+.4f}, {gain['ci95'][1]:+.4f}]" if gain else ""
+            gains = " | ".join(gain_cell(e.get("gain_over_" + n)) for n in names[:-1])
             lines.append(f"| {split} | {m} | {e['giou']:.4f} | {e['ciou']:.4f} | {e['parsed']:.3f} | {e['box_iou']:.4f} | "
-                         f"{e.get('localised', float('nan')):.3f} | {e.get('right_object', float('nan')):.3f} | {g} |")
+                         f"{e.get('localised', float('nan')):.3f} | {e.get('right_object', float('nan')):.3f} | {gains} |")
     lines += ["", "gIoU per query family (n):", ""]
     families = sorted({f for models in result["splits"].values() for e in models.values() for f in e["family_giou"]})
     lines += ["| split | model | " + " | ".join(families) + " |", "|---|---|" + "---:|" * len(families)]
