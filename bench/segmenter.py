@@ -81,7 +81,7 @@ def build_model(name: str) -> Any:
 
 def export_all(model: Any, out: Path, precisions: list[str], opsets: list[int]) -> dict[tuple[int, str], Path]:
     """{(opset, precision): folder with encoder.onnx + decoder.onnx}: fp32 exported once per
-    opset, the other precisions converted from it."""
+    opset, the other precisions converted from it. Graphs already in `out` (--workdir) are reused."""
     from segzero_edge.export.precision import convert
     from segzero_edge.export.segmenter import (
         PRECISION_POLICY,
@@ -93,16 +93,19 @@ def export_all(model: Any, out: Path, precisions: list[str], opsets: list[int]) 
     dirs: dict[tuple[int, str], Path] = {}
     for opset in opsets:
         fp32 = out / f"op{opset}" / "fp32"
-        export_segmenter_encoder(model, fp32 / io.ENCODER_FILE, opset=opset)
-        export_segmenter_decoder(model, fp32 / io.DECODER_FILE, opset=opset)
+        if not (fp32 / io.ENCODER_FILE).is_file():
+            export_segmenter_encoder(model, fp32 / io.ENCODER_FILE, opset=opset)
+        if not (fp32 / io.DECODER_FILE).is_file():
+            export_segmenter_decoder(model, fp32 / io.DECODER_FILE, opset=opset)
         dirs[(opset, "fp32")] = fp32
         for precision in precisions:
             if precision == "fp32":
                 continue
             target = out / f"op{opset}" / precision
-            convert(fp32 / io.ENCODER_FILE, target / io.ENCODER_FILE, precision, PRECISION_POLICY)
             # int8 keeps the fp32 decoder, as export_segmenter does; also time the int8 decoder.
-            convert(fp32 / io.DECODER_FILE, target / io.DECODER_FILE, precision, PRECISION_POLICY)
+            for file in (io.ENCODER_FILE, io.DECODER_FILE):
+                if not (target / file).is_file():
+                    convert(fp32 / file, target / file, precision, PRECISION_POLICY)
             dirs[(opset, precision)] = target
     return dirs
 
@@ -210,7 +213,8 @@ def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]
     box = [width // 5, height // 5, 4 * width // 5, 4 * height // 5]
     points = [[width // 3, height // 2], [2 * width // 3, height // 2]]
     with tempfile.TemporaryDirectory(prefix=f"bench-sam2-{name}-") as tmp:
-        dirs = export_all(model, Path(tmp), args.precisions, args.opsets)
+        work = args.workdir / name if args.workdir is not None else Path(tmp)
+        dirs = export_all(model, work, args.precisions, args.opsets)
         gc.collect()
         export_s = time.perf_counter() - t0
         peer = args.peer_encoder if args.peer_encoder is not None and name == args.peer_config else None
@@ -305,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None,
+        help="keep the exported graphs here (per config) and reuse them on the next run (default: a temp dir)",
     )
     parser.add_argument(
         "--opsets", default=None, help="comma list of export opsets to time side by side (default: the exporter's)"
