@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     w0, c0 = statistics.median(wall[first]), statistics.median(cpu[first])
     for label in labels:
         w, c = statistics.median(wall[label]), statistics.median(cpu[label])
-        mb = sum(p.stat().st_size for p in graphs[label].parent.glob(graphs[label].name + "*")) / 1e6
+        path = graphs[label]
+        mb = sum(f.stat().st_size for f in (path, path.with_name(path.name + ".data")) if f.is_file()) / 1e6
         print(f"| {label} | {mb:.1f} | {w:.0f} | {c:.0f} | {w0 / w:.3f}× | {c0 / c:.3f}× |")
     return 0
 
