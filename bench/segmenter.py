@@ -7,10 +7,15 @@ column does (random weights give noisier masks than trained ones), so read it as
 check and the parity tests / `export.verify_segmenter` as the measurement.
 
     python bench/segmenter.py --configs tiny,hiera-t,hiera-l --repeats 3
+    python bench/segmenter.py --configs hiera-t --opsets 18,20 --threads 2 \
+        --peer-encoder samexporter/encoder.onnx      # opsets and a peer side by side
 
-Per config: export once (fp32 graphs; int8 and fp16 derived from them), then time
+Per config: export once per opset (fp32 graphs; int8 and fp16 derived from them), then time
 `encode(image)` and `decode(embedding, box, points)` end to end (numpy preprocessing and
-mask upsampling included: every back end does them). Back ends are loaded one at a time
+mask upsampling included: every back end does them; session creation and the first, warm-up
+call are not timed). The numpy preprocessing alone is printed per config. --peer-encoder
+times another exporter's encoder graph of the --peer-config architecture (e.g. samexporter's
+sam2.1 hiera-tiny, its own weights) with the same preprocessing, encoder only. Back ends are loaded one at a time
 (hiera-l's sessions do not all fit in 24 GB together) in passes of alternating order, so
 that drift on a shared machine hits them alike. Prints a markdown table with medians and
 ratios to torch.
@@ -74,7 +79,9 @@ def build_model(name: str) -> Any:
     return Sam2Model(config).eval()
 
 
-def export_all(model: Any, out: Path, precisions: list[str]) -> dict[str, Path]:
+def export_all(model: Any, out: Path, precisions: list[str], opsets: list[int]) -> dict[tuple[int, str], Path]:
+    """{(opset, precision): folder with encoder.onnx + decoder.onnx}: fp32 exported once per
+    opset, the other precisions converted from it. Graphs already in `out` (--workdir) are reused."""
     from segzero_edge.export.precision import convert
     from segzero_edge.export.segmenter import (
         PRECISION_POLICY,
@@ -83,29 +90,63 @@ def export_all(model: Any, out: Path, precisions: list[str]) -> dict[str, Path]:
     )
     from segzero_edge.graphs import segmenter_io as io
 
-    fp32 = out / "fp32"
-    export_segmenter_encoder(model, fp32 / io.ENCODER_FILE)
-    export_segmenter_decoder(model, fp32 / io.DECODER_FILE)
-    dirs = {"fp32": fp32}
-    for precision in precisions:
-        if precision == "fp32":
-            continue
-        target = out / precision
-        convert(fp32 / io.ENCODER_FILE, target / io.ENCODER_FILE, precision, PRECISION_POLICY)
-        # int8 keeps the fp32 decoder, as export_segmenter does; also time the int8 decoder.
-        convert(fp32 / io.DECODER_FILE, target / io.DECODER_FILE, precision, PRECISION_POLICY)
-        dirs[precision] = target
+    dirs: dict[tuple[int, str], Path] = {}
+    for opset in opsets:
+        fp32 = out / f"op{opset}" / "fp32"
+        if not (fp32 / io.ENCODER_FILE).is_file():
+            export_segmenter_encoder(model, fp32 / io.ENCODER_FILE, opset=opset)
+        if not (fp32 / io.DECODER_FILE).is_file():
+            export_segmenter_decoder(model, fp32 / io.DECODER_FILE, opset=opset)
+        dirs[(opset, "fp32")] = fp32
+        for precision in precisions:
+            if precision == "fp32":
+                continue
+            target = out / f"op{opset}" / precision
+            # int8 keeps the fp32 decoder, as export_segmenter does; also time the int8 decoder.
+            for file in (io.ENCODER_FILE, io.DECODER_FILE):
+                if not (target / file).is_file():
+                    convert(fp32 / file, target / file, precision, PRECISION_POLICY)
+            dirs[(opset, precision)] = target
     return dirs
+
+
+class PeerEncoder:
+    """Another exporter's encoder graph (one image input, 1024² ImageNet-normalised pixels),
+    timed like ours: the same numpy preprocessing, then one session run. No decoder."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        from segzero_edge.runtime.providers import create_session
+
+        self.session = create_session(path, "cpu", threads=threads)
+        self.input = self.session.get_inputs()[0].name
+
+    def encode(self, image: np.ndarray) -> Any:
+        from segzero_edge.graphs import segmenter_io as io
+        from segzero_edge.graphs.sam_preprocess import preprocess_image
+
+        pixels = preprocess_image(image, io.IMAGE_SIZE, io.IMAGE_MEAN, io.IMAGE_STD)
+        return self.session.run(None, {self.input: pixels})
+
+    def decode(self, embedding: Any, box: Any, points: Any) -> None:
+        return None
 
 
 def _mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6
 
 
+#: CPU ms (all threads of this process) of the last `_time` call: on a shared machine a
+#: nice-19 bench's wall time is mostly waiting for the CPU; its CPU time is the work done.
+_last_cpu_ms = 0.0
+
+
 def _time(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
+    global _last_cpu_ms
+    cpu, start = time.process_time(), time.perf_counter()
     out = fn()
-    return (time.perf_counter() - start) * 1000.0, out
+    wall = (time.perf_counter() - start) * 1000.0
+    _last_cpu_ms = (time.process_time() - cpu) * 1000.0
+    return wall, out
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -113,23 +154,34 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def _groups(dirs: dict[str, Path]) -> list[tuple[str, Path | None, dict[str, Path | None]]]:
+def _groups(
+    dirs: dict[tuple[int, str], Path], peer: Path | None = None
+) -> list[tuple[str, Path | None, dict[str, Path | None]]]:
     """(label, encoder graph, {row label: decoder graph}): one encoder session per group, its
-    decoders timed on the same embeddings (int8 also with the int8 decoder export_segmenter skips)."""
+    decoders timed on the same embeddings (int8 also with the int8 decoder export_segmenter skips).
+    Row labels name the opset when more than one is timed; a peer encoder is its own group."""
     from segzero_edge.graphs import segmenter_io as io
 
     groups: list[tuple[str, Path | None, dict[str, Path | None]]] = [
         ("torch eager", None, {"torch eager": None})
     ]
-    fp32_decoder = dirs["fp32"] / io.DECODER_FILE
-    for precision, folder in dirs.items():
+    several = len({opset for opset, _ in dirs}) > 1
+    for (opset, precision), folder in dirs.items():
+        tag = f" op{opset}" if several else ""
         encoder, decoder = folder / io.ENCODER_FILE, folder / io.DECODER_FILE
+        fp32_decoder = dirs[(opset, "fp32")] / io.DECODER_FILE
         if precision == "int8":
-            decoders = {"ort int8 (dec fp32)": fp32_decoder, "ort int8 (dec int8)": decoder}
+            decoders = {f"ort int8{tag} (dec fp32)": fp32_decoder, f"ort int8{tag} (dec int8)": decoder}
         else:
-            decoders = {f"ort {precision}": decoder}
-        groups.append((f"ort {precision}", encoder, decoders))
+            decoders = {f"ort {precision}{tag}": decoder}
+        groups.append((f"ort {precision}{tag}", encoder, decoders))
+    if peer is not None:
+        groups.append((PEER, peer, {PEER: None}))
     return groups
+
+
+#: Row label of --peer-encoder.
+PEER = "samexporter fp32 (encoder only)"
 
 
 def _load_group(
@@ -145,6 +197,8 @@ def _load_group(
     if encoder is None:
         return {label: TorchSegmenter(model) for label in decoders}
     labels = list(decoders)
+    if decoders[labels[0]] is None:
+        return {labels[0]: PeerEncoder(encoder, threads)}
     first = OrtSegmenter(encoder, decoders[labels[0]], threads=threads)
     out = {labels[0]: first}
     for label in labels[1:]:
@@ -155,6 +209,9 @@ def _load_group(
 
 
 def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    from segzero_edge.graphs import segmenter_io as io
+    from segzero_edge.graphs.sam_preprocess import preprocess_image
+
     t0 = time.perf_counter()
     model = build_model(name)
     params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -164,12 +221,15 @@ def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]
     box = [width // 5, height // 5, 4 * width // 5, 4 * height // 5]
     points = [[width // 3, height // 2], [2 * width // 3, height // 2]]
     with tempfile.TemporaryDirectory(prefix=f"bench-sam2-{name}-") as tmp:
-        dirs = export_all(model, Path(tmp), args.precisions)
+        work = args.workdir / name if args.workdir is not None else Path(tmp)
+        dirs = export_all(model, work, args.precisions, args.opsets)
         gc.collect()
         export_s = time.perf_counter() - t0
-        groups = _groups(dirs)
+        peer = args.peer_encoder if args.peer_encoder is not None and name == args.peer_config else None
+        groups = _groups(dirs, peer)
         enc_ms: dict[str, list[float]] = collections.defaultdict(list)
         dec_ms: dict[str, list[float]] = collections.defaultdict(list)
+        enc_cpu: dict[str, list[float]] = collections.defaultdict(list)
         outputs: dict[str, Any] = {}
         sizes: dict[str, tuple[float | None, float | None]] = {}
         # Each pass loads one group at a time (hiera-l's fp32 encoder session alone holds
@@ -184,9 +244,11 @@ def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]
                         seg.decode(embedding, box, points)
                 for _ in range(args.repeats):
                     ms, embedding = _time(lambda seg=first: seg.encode(image))
+                    cpu_ms = _last_cpu_ms
                     for label, seg in segs.items():
                         enc_ms[label].append(ms)
-                        for _ in range(args.decode_repeats):
+                        enc_cpu[label].append(cpu_ms)
+                        for _ in range(args.decode_repeats if decoders[label] is not None or encoder is None else 0):
                             ms_dec, outputs[label] = _time(
                                 lambda seg=seg, e=embedding: seg.decode(e, box, points)
                             )
@@ -204,14 +266,23 @@ def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]
         enc_ref, dec_ref = statistics.median(enc_ms["torch eager"]), statistics.median(dec_ms["torch eager"])
         for _group, _encoder, decoders in groups:
             for label in decoders:
+                enc = statistics.median(enc_ms[label])
+                if label not in outputs:  # a peer encoder: no decoder, other weights
+                    rows.append(
+                        {"config": f"{name} ({params:.1f}M)", "backend": label, "encode_ms": enc,
+                         "encode_cpu_ms": statistics.median(enc_cpu[label]),
+                         "encode_x": enc_ref / enc, "enc_mb": _mb(peer) if peer else None}
+                    )
+                    continue
                 masks, scores = outputs[label]
                 best = int(np.argmax(scores))
-                enc, dec = statistics.median(enc_ms[label]), statistics.median(dec_ms[label])
+                dec = statistics.median(dec_ms[label])
                 rows.append(
                     {
                         "config": f"{name} ({params:.1f}M)",
                         "backend": label,
                         "encode_ms": enc,
+                        "encode_cpu_ms": statistics.median(enc_cpu[label]),
                         "decode_ms": dec,
                         "encode_x": enc_ref / enc,
                         "decode_x": dec_ref / dec,
@@ -221,6 +292,13 @@ def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]
                         "dec_mb": sizes[label][1],
                     }
                 )
+        pre = [_time(lambda: preprocess_image(image, io.IMAGE_SIZE, io.IMAGE_MEAN, io.IMAGE_STD)) for _ in range(5)]
+        pre_ms = statistics.median(ms for ms, _ in pre)
+        pre_cpu = _last_cpu_ms
+        print(
+            f"[{name}] numpy preprocessing alone (in every encode): {pre_ms:.1f} ms wall, {pre_cpu:.1f} ms CPU",
+            flush=True,
+        )
         print(
             f"[{name}] export+convert {export_s:.0f}s, timing {time.perf_counter() - t0 - export_s:.0f}s",
             flush=True,
@@ -249,12 +327,31 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)"
     )
     parser.add_argument(
+        "--workdir", type=Path, default=None,
+        help="keep the exported graphs here (per config) and reuse them on the next run (default: a temp dir)",
+    )
+    parser.add_argument(
+        "--opsets", default=None, help="comma list of export opsets to time side by side (default: the exporter's)"
+    )
+    parser.add_argument(
+        "--peer-encoder", type=Path, default=None,
+        help="another exporter's encoder ONNX (e.g. samexporter's) to time beside ours (encoder only)",
+    )
+    parser.add_argument(
+        "--peer-config", default="hiera-t", help="the config whose architecture --peer-encoder has"
+    )
+    parser.add_argument(
         "--image", type=int, nargs=2, default=(480, 640), metavar=("H", "W"), help="image size"
     )
     args = parser.parse_args(argv)
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if "fp32" not in args.precisions:
         args.precisions.insert(0, "fp32")
+    from segzero_edge.export.segmenter import OPSET
+
+    args.opsets = [int(o) for o in args.opsets.split(",")] if args.opsets else [OPSET]
+    if args.peer_encoder is not None and not args.peer_encoder.is_file():
+        parser.error(f"--peer-encoder {args.peer_encoder} is not a file")
     if min(args.repeats, args.decode_repeats, args.passes) < 1:
         parser.error("--repeats, --decode-repeats and --passes must be >= 1")
 
@@ -265,24 +362,41 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), cpu count {os.cpu_count()}, "
         f"image {args.image[0]}x{args.image[1]}, per back end {args.passes * args.repeats} timed encodes, "
-        f"{args.passes * args.repeats * args.decode_repeats} timed decodes ({args.passes} passes)",
+        f"{args.passes * args.repeats * args.decode_repeats} timed decodes ({args.passes} passes), "
+        f"ORT threads {args.threads or 'default'}, opsets {args.opsets}, load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     rows: list[dict[str, Any]] = []
     for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
         bench_config(name, args, rows)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print()
     print(
-        "| config | backend | encode ms | decode ms | encode × torch | decode × torch | best-mask IoU vs torch | same mask | encoder MB | decoder MB |"
+        "| config | backend | encode ms | encode CPU ms | decode ms | encode × torch | decode × torch | best-mask IoU vs torch | same mask | encoder MB | decoder MB |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|:-:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|:-:|---:|---:|")
     for r in rows:
         enc_mb = f"{r['enc_mb']:.1f}" if r["enc_mb"] is not None else "—"
+        if "decode_ms" not in r:  # a peer encoder
+            print(
+                f"| {r['config']} | {r['backend']} | {r['encode_ms']:.1f} | {r['encode_cpu_ms']:.0f} | — | "
+                f"{r['encode_x']:.2f} | — | — | — | {enc_mb} | — |"
+            )
+            continue
         dec_mb = f"{r['dec_mb']:.1f}" if r["dec_mb"] is not None else "—"
         print(
-            f"| {r['config']} | {r['backend']} | {r['encode_ms']:.1f} | {r['decode_ms']:.2f} | {r['encode_x']:.2f} | "
+            f"| {r['config']} | {r['backend']} | {r['encode_ms']:.1f} | {r['encode_cpu_ms']:.0f} | {r['decode_ms']:.2f} | "
+            f"{r['encode_x']:.2f} | "
             f"{r['decode_x']:.2f} | {r['iou']:.4f} | {'yes' if r['same'] else 'no'} | {enc_mb} | {dec_mb} |"
         )
+    peers = {r["config"]: r for r in rows if r["backend"] == PEER}
+    for r in rows:
+        if r["config"] in peers and r["backend"].startswith("ort ") and "decode_ms" in r:
+            peer = peers[r["config"]]
+            print(
+                f"{r['config']} {r['backend']}: encode {peer['encode_ms'] / r['encode_ms']:.3f}× samexporter's speed "
+                f"(wall), {peer['encode_cpu_ms'] / r['encode_cpu_ms']:.3f}× (CPU time)"
+            )
     return 0
 
 

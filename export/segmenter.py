@@ -22,8 +22,17 @@ from segzero_edge.export.onnx_io import needs_external_data, save_program
 from segzero_edge.export.precision import PrecisionPolicy, convert
 from segzero_edge.graphs import segmenter_io as io
 
-#: ONNX opset of the exported graphs (LayerNormalization needs ≥ 17).
-OPSET = 18
+#: ONNX opset of the exported graphs. 20 is the first with a native `Gelu` op: at 18 the
+#: dynamo exporter writes GELU as x·(0.5·(1 + erf(x/√2))), an operand order that onnxruntime's
+#: Gelu fusion does not match, so hiera-t ran 12 unfused erf chains on its largest activations.
+#: `Gelu` (exact erf form, approximate="none") runs in onnxruntime ≥ 1.17 (we require ≥ 1.25),
+#: is parsed by TensorRT ≥ 10.0 (as kGELU_ERF) and passes through the fp16 converter and int8
+#: dynamic quantization unchanged. Measured in bench/results/segmenter.md.
+OPSET = 20
+
+#: The oldest opset `export_segmenter_*` accepts: LayerNormalization needs 17 (GELU is then
+#: the erf chain; only benchmarks that compare opsets ask for one below `OPSET`).
+MIN_OPSET = 17
 
 #: The segmenter's precision policy.
 #: - fp16: LayerNormalization and Softmax stay fp32 (their statistics and sums lose the mask
@@ -157,9 +166,11 @@ def example_decoder_inputs(model: nn.Module) -> tuple[torch.Tensor, ...]:
 
 def _export(
     wrapper: nn.Module, args: tuple, path: str | Path, names: tuple[tuple[str, ...], tuple[str, ...]],
-    weight_bytes: int, dynamic_shapes: Any = None,
+    weight_bytes: int, dynamic_shapes: Any = None, opset: int = OPSET,
 ) -> Path:
     """torch.onnx.export (dynamo) of an export wrapper with the contract's I/O names, then save."""
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization), got {opset}; the default is {OPSET}")
     program = torch.onnx.export(
         wrapper.eval(),
         args,
@@ -167,27 +178,32 @@ def _export(
         input_names=list(names[0]),
         output_names=list(names[1]),
         dynamic_shapes=dynamic_shapes,
-        opset_version=OPSET,
+        opset_version=opset,
         verbose=False,
     )
     return save_program(program, path, external_data=needs_external_data(weight_bytes))
 
 
-def export_segmenter_encoder(model: nn.Module, path: str | Path) -> Path:
-    """Export the image encoder to `path` (fp32). Returns the path."""
+def export_segmenter_encoder(model: nn.Module, path: str | Path, opset: int = OPSET) -> Path:
+    """Export the image encoder to `path` (fp32) at `opset`. Returns the path."""
     model = _load(model)
     names = (io.ENCODER_INPUTS, io.ENCODER_OUTPUTS)
-    return _export(SamEncoderExport(model), example_encoder_inputs(model), path, names, _param_bytes(model.vision_encoder))
+    weight_bytes = _param_bytes(model.vision_encoder)
+    return _export(SamEncoderExport(model), example_encoder_inputs(model), path, names, weight_bytes, opset=opset)
 
 
-def export_segmenter_decoder(model: nn.Module, path: str | Path, max_points: int = io.MAX_POINTS) -> Path:
-    """Export prompt encoder + mask decoder to `path` (fp32), N = 1..max_points. Returns the path."""
+def export_segmenter_decoder(
+    model: nn.Module, path: str | Path, max_points: int = io.MAX_POINTS, opset: int = OPSET
+) -> Path:
+    """Export prompt encoder + mask decoder to `path` (fp32) at `opset`, N = 1..max_points. Returns the path."""
     model = _load(model)
     points = torch.export.Dim("num_points", min=1, max=max_points)
     dynamic = ({}, {}, {}, {1: points}, {1: points}, {}, {})
     weight_bytes = _param_bytes(model.mask_decoder) + _param_bytes(model.prompt_encoder)
     names = (io.DECODER_INPUTS, io.DECODER_OUTPUTS)
-    return _export(SamDecoderExport(model), example_decoder_inputs(model), path, names, weight_bytes, dynamic)
+    return _export(
+        SamDecoderExport(model), example_decoder_inputs(model), path, names, weight_bytes, dynamic, opset=opset
+    )
 
 
 def model_summary(model: nn.Module) -> dict[str, Any]:

@@ -88,6 +88,39 @@ def test_quantized_graphs_are_what_the_metadata_says():
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O kept
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_encoder_gelu_is_one_native_op_that_onnxruntime_keeps(precision, tmp_path):
+    """At opset 18 the dynamo exporter wrote GELU as an erf chain that onnxruntime does not
+    fuse; at `OPSET` (20) it is one `Gelu` node (exact erf form) in every precision we ship.
+    onnxruntime's CPU optimizer keeps the fp32 and int8 graphs' Gelu whole; it has no fp16 Gelu
+    kernel, so it inlines the fp16 graph's back into Erf (fp16 is for GPUs and TensorRT)."""
+    import onnxruntime as ort
+
+    folder, meta = exported(precision)
+    encoder = folder / io.ENCODER_FILE
+    model = onnx.load(str(encoder))
+    assert meta["opset"] == export_mod.OPSET == 20
+    assert {o.domain: o.version for o in model.opset_import}[""] == 20
+    gelus = [n for n in model.graph.node if n.op_type == "Gelu"]
+    activations = [m for m in torch_segmenter().model.vision_encoder.modules() if "GELU" in type(m).__name__]
+    assert len(gelus) == len(activations) > 0  # one node per GELU of the Hiera blocks' MLPs
+    assert all(a.s in (b"", b"none") for n in gelus for a in n.attribute if a.name == "approximate")
+    assert _ops(encoder)["Erf"] == 0
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(encoder), options, providers=["CPUExecutionProvider"])
+    optimized = _ops(tmp_path / "optimized.onnx")
+    if precision == "fp16":
+        assert optimized["Gelu"] == 0 and optimized["Erf"] == len(gelus), optimized
+    else:
+        assert optimized["Gelu"] == len(gelus) and optimized["Erf"] == 0, optimized
+
+
+def test_export_refuses_an_opset_without_layer_normalization(tmp_path):
+    with pytest.raises(ValueError, match="opset must be >= 17"):
+        export_mod.export_segmenter_encoder(torch_segmenter().model, tmp_path / "encoder.onnx", opset=16)
+
+
 @pytest.mark.parametrize("n_points", [1, 5, 9])
 def test_decoder_dynamic_prompt_length_matches_torch_wrapper(n_points):
     model = torch_segmenter().model
