@@ -350,7 +350,7 @@ def setup_model(name: str, args, work: Path) -> tuple[list[Row], int]:
         positions = np.broadcast_to(np.arange(args.prompt_tokens), (3, 1, args.prompt_tokens)).copy()
         deltas, features, pad = np.zeros((1, 1), np.int64), None, None
     dims = model_dims(model)
-    rows = [
+    rows = [] if args.no_transformers else [
         Row(
             name,
             "transformers fp32",
@@ -406,15 +406,16 @@ def table(rows: list[Row], bandwidth: float, kv_bytes: dict[str, int]) -> str:
     ]
     base = {r.model: r for r in rows if r.backend.startswith("transformers")}
     for r in rows:
-        ref = base[r.model]
+        ref = base.get(r.model)  # None with --no-transformers
         read = r.weight_bytes + kv_bytes[r.model]
         roof_ms = read / (bandwidth * 1e9) * 1e3
-        same = sum(a == b for a, b in zip(r.ids, ref.ids, strict=False))
+        vs = f"{r.tok_s / ref.tok_s:.2f}×" if ref else "—"
+        same = f"{sum(a == b for a, b in zip(r.ids, ref.ids, strict=False))}/{len(ref.ids)}" if ref else "—"
         lines.append(
             f"| {r.model} | {r.backend} | {statistics.median(r.prefill_ms):.1f} | {r.tok_s:.1f} | "
-            f"{r.ms_per_token:.2f} | {r.tok_s / ref.tok_s:.2f}× | {r.weight_bytes / 1e6:.1f} | "
+            f"{r.ms_per_token:.2f} | {vs} | {r.weight_bytes / 1e6:.1f} | "
             f"{read / r.ms_per_token / 1e6:.1f} | {roof_ms:.2f} | "
-            f"{roof_ms / r.ms_per_token:.0%} | {same}/{len(ref.ids)} | "
+            f"{roof_ms / r.ms_per_token:.0%} | {same} | "
             f"{f'{r.nodes[0]} / {r.nodes[1]}' if r.nodes else '—'} |"
         )
     return "\n".join(lines)
@@ -454,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--workdir", type=Path, default=None, help="keep exported graphs here (reused across runs)"
+    )
+    parser.add_argument(
+        "--no-transformers", action="store_true",
+        help="skip the transformers row (runtime variants only; the 'vs transformers' columns print —)",
     )
     args = parser.parse_args(argv)
     args.precisions = [p for p in args.precisions.split(",") if p]
