@@ -1,7 +1,8 @@
 """How close each quantized text graph stays to fp32 on a trained reasoner: int8, and int4 at
-block sizes 32/128 and accuracy levels 4/0 (the choice behind the export defaults).
+block sizes 32/128 and accuracy levels 4/0 (the choice behind the export defaults), and int4
+with the embedding table and lm_head (or every weight) quantized symmetrically.
 
-    python bench/int4_agreement.py --model runs/e3/sft/model --workdir /tmp/agree
+    python bench/int4_agreement.py --model runs/e3/sft/model --workdir /tmp/agree [--variants "int4 b32 acc4,..."]
 
 For each example scene and query (`segzero_edge/assets/examples`), the fp32 fused decoder's
 greedy continuation (up to --tokens) is the reference; every graph reports teacher-forced
@@ -20,13 +21,23 @@ import numpy as np
 from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "segzero_edge" / "assets" / "examples"
-VARIANTS = [  # label, precision, block size, accuracy level
-    ("int8", "int8", 32, 4),
-    ("int4 b32 acc4", "int4", 32, 4),
-    ("int4 b128 acc4", "int4", 128, 4),
-    ("int4 b32 acc0", "int4", 32, 0),
-    ("int4 b128 acc0", "int4", 128, 0),
+VARIANTS = [  # label, precision, block size, accuracy level, symmetric int4 ("none" | "head" | "all")
+    ("int8", "int8", 32, 4, "none"),
+    ("int4 b32 acc4", "int4", 32, 4, "none"),
+    ("int4 b128 acc4", "int4", 128, 4, "none"),
+    ("int4 b32 acc0", "int4", 32, 0, "none"),
+    ("int4 b128 acc0", "int4", 128, 0, "none"),
+    # symmetric int4 (no zero points): the embedding table and lm_head only, or every weight
+    ("int4 b32 acc4 sym-head", "int4", 32, 4, "head"),
+    ("int4 b32 acc4 sym-all", "int4", 32, 4, "all"),
 ]
+#: `quantize_int4(symmetric=)` per graph file and variant; "head" is the embedding table
+#: (embed.onnx) and the fused decoder's lm_head node
+SYMMETRIC = {
+    "none": {"embed.onnx": False, "decoder.onnx": False},
+    "head": {"embed.onnx": True, "decoder.onnx": ("final/lm_head",)},
+    "all": {"embed.onnx": True, "decoder.onnx": True},
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True, help="where the graphs are written (reused)")
     parser.add_argument("--tokens", type=int, default=96, help="reference continuation length (stops at eos)")
     parser.add_argument("--examples", type=int, default=3, help="how many example scenes to use")
+    parser.add_argument("--variants", default=None, help="comma list of variant labels (default: all)")
     args = parser.parse_args(argv)
+    chosen = VARIANTS
+    if args.variants:
+        wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+        unknown = sorted(set(wanted) - {v[0] for v in VARIANTS})
+        if unknown:
+            parser.error(f"unknown --variants {unknown}; choose from {[v[0] for v in VARIANTS]}")
+        chosen = [v for v in VARIANTS if v[0] in wanted]
 
     from segzero_edge.export.precision import convert
     from segzero_edge.export.reasoner_text import PRECISION_POLICY, export_decoder, export_embed, text_dims
@@ -53,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         export_embed(model, fp32 / "embed.onnx")
         export_decoder(model, fp32 / "decoder.onnx")
     folders = {"fp32": fp32}
-    for label, precision, block, level in VARIANTS:
+    for label, precision, block, level, sym in chosen:
         out = args.workdir / label.replace(" ", "_")
         if not (out / "decoder.onnx").is_file():
             print(f"  converting to {label} ...", file=sys.stderr)
             for name in ("embed.onnx", "decoder.onnx"):
-                convert(fp32 / name, out / name, precision, PRECISION_POLICY, block_size=block, accuracy_level=level)
+                convert(fp32 / name, out / name, precision, PRECISION_POLICY, block_size=block, accuracy_level=level,
+                        int4_symmetric=SYMMETRIC[sym][name])
         folders[label] = out
     d = text_dims(model)
     decoders = {

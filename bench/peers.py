@@ -153,7 +153,7 @@ def ours_runner(vl, work: Path, prompt: np.ndarray, args, spin_mode: str) -> Run
             convert(fp32 / name, out / name, "int4", PRECISION_POLICY, block_size=args.block_size,
                     accuracy_level=args.accuracy_level)
     d = text_dims(vl)
-    spin = spin_mode == "on"  # "default": this runtime's default, no spinning
+    spin = "on" if spin_mode == "on" else "off"  # "default": this runtime's default, no spinning
     text = TextDecoder(
         create_session(out / "embed.onnx", threads=args.threads, spin=spin),
         create_session(out / "decoder.onnx", threads=args.threads, spin=spin),

@@ -2,10 +2,11 @@
 the gain of `segment_many` (both models encode the image once) over separate calls.
 
     python bench/pipeline.py [--reasoner DIR --segmenter DIR] [--precision fp32,int8,int4]
-                             [--repeats 5] [--queries 4] [--max-new-tokens 32]
+                             [--repeats 5] [--queries 4] [--max-new-tokens 32] [--spin-modes off,run,on]
 
 Without --reasoner/--segmenter it uses the tiny random test models. Medians over repeats,
-measured side by side in one run.
+measured side by side in one run. --spin-modes adds one runtime row per onnxruntime spin
+policy (`ReasoningSegmenter.from_dir(spin=)`), so the policies are compared on every stage.
 """
 
 from __future__ import annotations
@@ -72,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--queries", type=int, default=4, help="queries for the segment_many comparison")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="forced length (the tiny model never stops)")
+    parser.add_argument("--spin-modes", default="off", help="comma list of runtime spin policies (off, on, run)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference row")
     args = parser.parse_args(argv)
+    from segzero_edge.runtime.providers import SPIN_POLICIES
+
+    spins = [m for m in args.spin_modes.split(",") if m]
+    if not spins or set(spins) - set(SPIN_POLICIES):
+        parser.error(f"--spin-modes takes a comma list of {list(SPIN_POLICIES)}, got {args.spin_modes!r}")
 
     from segzero_edge.export.engine import ExportConfig, export_engines
     from segzero_edge.generation import GenerationConfig
@@ -89,22 +97,25 @@ def main(argv: list[str] | None = None) -> int:
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     query = QUERIES[0]
     config = GenerationConfig(max_new_tokens=args.max_new_tokens)
-    backends = {
-        "torch eager": ReasoningPipeline(
+    backends = {}
+    if not args.no_torch:
+        backends["torch eager"] = ReasoningPipeline(
             TorchReasoner.from_pretrained(args.reasoner, config=config), TorchSegmenter.from_pretrained(args.segmenter)
         )
-    }
     with tempfile.TemporaryDirectory() as tmp:
         for precision in args.precision.split(","):
             out = Path(tmp) / precision
             export_engines(ExportConfig(reasoner=args.reasoner, segmenter=args.segmenter, out=out,
                                         reasoner_precision=precision, segmenter_precision="fp32"), progress=False)
-            backends[f"runtime {precision}"] = ReasoningSegmenter.from_dir(out, max_new_tokens=args.max_new_tokens)
+            for spin in spins:
+                name = f"runtime {precision}" + (f" spin {spin}" if len(spins) > 1 else "")
+                backends[name] = ReasoningSegmenter.from_dir(out, max_new_tokens=args.max_new_tokens, spin=spin)
         print(f"# pipeline bench: {platform.processor() or platform.machine()}, image 640x480, "
-              f"{args.max_new_tokens} tokens, median of {args.repeats}\n")
+              f"{args.max_new_tokens} tokens, median of {args.repeats}, spin {','.join(spins)}\n")
         rows = {name: _median_timings(p, image, query, args.repeats) for name, p in backends.items()}
-        ref_total = rows["torch eager"]["total_ms"]
-        header = "| back end | " + " | ".join(s.removesuffix("_ms") + " ms" for s in STAGES) + " | tokens | speed-up |"
+        first = next(iter(rows))  # torch eager, else the first runtime row
+        ref_total = rows[first]["total_ms"]
+        header = "| back end | " + " | ".join(s.removesuffix("_ms") + " ms" for s in STAGES) + f" | tokens | speed-up vs {first} |"
         print(header)
         print("|" + "---|" * (len(STAGES) + 3))
         for name, row in rows.items():

@@ -47,8 +47,6 @@ MID_TEXT = {
     "vocab_size": 151936,
     "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]},  # head_dim 64 (3B/7B: 128, [16, 24, 24])
 }
-#: --spin-modes: onnxruntime intra-op spinning per runtime row (`providers.session_options`)
-SPIN_MODES = {"off": False, "on": True, "run": "run"}
 MID_VISION = {
     "depth": 2,
     "hidden_size": 64,
@@ -251,19 +249,37 @@ def text_decoder(engine: Path, dims: dict, threads: int, spin):
     )
 
 
+#: --int4-symmetric: which int4 weights are quantized symmetrically (no zero points). "head":
+#: the embedding table (embed.onnx) and lm_head (the fused decoder's `final/lm_head`).
+INT4_SYMMETRIC = ("none", "head", "all")
+
+
 def export_text(
-    model, work: Path, precisions: list[str], block_sizes: list[int], accuracy_level: int, layouts: list[str]
+    model, work: Path, precisions: list[str], block_sizes: list[int], accuracy_level: int, layouts: list[str],
+    symmetric: tuple[str, ...] = ("none",),
 ):
     """{label: dir} of embed/decoder graphs per layout and precision under `work` (reused when present)."""
     dirs = {}
     for layout in layouts:
-        for label, path in _export_layout(model, work / layout, precisions, block_sizes, accuracy_level, layout).items():
+        for label, path in _export_layout(
+            model, work / layout, precisions, block_sizes, accuracy_level, layout, symmetric
+        ).items():
             dirs[f"{label} {layout}"] = path
     return dirs
 
 
+def _int4_symmetric(mode: str, name: str):
+    """`quantize_int4`'s `symmetric` for graph `name` under --int4-symmetric `mode`."""
+    if mode == "none":
+        return False
+    if mode == "all" or name == "embed.onnx":
+        return True
+    return ("final/lm_head",)
+
+
 def _export_layout(
-    model, work: Path, precisions: list[str], block_sizes: list[int], accuracy_level: int, layout: str
+    model, work: Path, precisions: list[str], block_sizes: list[int], accuracy_level: int, layout: str,
+    symmetric: tuple[str, ...] = ("none",),
 ):
     from segzero_edge.export.precision import convert
     from segzero_edge.export.reasoner_text import PRECISION_POLICY, export_decoder, export_embed
@@ -276,9 +292,11 @@ def _export_layout(
     dirs = {}
     for precision in precisions:
         variants = [
-            (f"int4 b{b} acc{accuracy_level}", work / f"int4-b{b}-a{accuracy_level}", b) for b in block_sizes
+            (f"int4 b{b} acc{accuracy_level}" + (f" sym-{sym}" if sym != "none" else ""),
+             work / (f"int4-b{b}-a{accuracy_level}" + (f"-sym-{sym}" if sym != "none" else "")), b, sym)
+            for b in block_sizes for sym in symmetric
         ]
-        for label, out, block in variants if precision == "int4" else [(precision, work / precision, 32)]:
+        for label, out, block, sym in variants if precision == "int4" else [(precision, work / precision, 32, "none")]:
             if precision == "fp32":
                 dirs[label] = fp32
                 continue
@@ -287,7 +305,7 @@ def _export_layout(
                 for name in ("embed.onnx", "decoder.onnx"):
                     convert(
                         fp32 / name, out / name, precision, PRECISION_POLICY, block_size=block,
-                        accuracy_level=accuracy_level,
+                        accuracy_level=accuracy_level, int4_symmetric=_int4_symmetric(sym, name),
                     )
             dirs[label] = out
     return dirs
@@ -332,7 +350,7 @@ def setup_model(name: str, args, work: Path) -> tuple[list[Row], int]:
         positions = np.broadcast_to(np.arange(args.prompt_tokens), (3, 1, args.prompt_tokens)).copy()
         deltas, features, pad = np.zeros((1, 1), np.int64), None, None
     dims = model_dims(model)
-    rows = [
+    rows = [] if args.no_transformers else [
         Row(
             name,
             "transformers fp32",
@@ -341,9 +359,11 @@ def setup_model(name: str, args, work: Path) -> tuple[list[Row], int]:
         )
     ]
     counted: dict[Path, tuple[int, int]] = {}
-    engines = export_text(model, work / name, args.precisions, args.block_sizes, args.accuracy_level, args.layouts)
+    engines = export_text(
+        model, work / name, args.precisions, args.block_sizes, args.accuracy_level, args.layouts, args.int4_symmetric
+    )
     for (label, engine), spin in itertools.product(engines.items(), args.spin_modes):
-        decoder = text_decoder(engine, dims, args.threads, SPIN_MODES[spin])
+        decoder = text_decoder(engine, dims, args.threads, spin)
         if engine not in counted:
             counted[engine] = node_counts(engine / "decoder.onnx", args.threads)
         nodes = counted[engine]
@@ -386,15 +406,16 @@ def table(rows: list[Row], bandwidth: float, kv_bytes: dict[str, int]) -> str:
     ]
     base = {r.model: r for r in rows if r.backend.startswith("transformers")}
     for r in rows:
-        ref = base[r.model]
+        ref = base.get(r.model)  # None with --no-transformers
         read = r.weight_bytes + kv_bytes[r.model]
         roof_ms = read / (bandwidth * 1e9) * 1e3
-        same = sum(a == b for a, b in zip(r.ids, ref.ids, strict=False))
+        vs = f"{r.tok_s / ref.tok_s:.2f}×" if ref else "—"
+        same = f"{sum(a == b for a, b in zip(r.ids, ref.ids, strict=False))}/{len(ref.ids)}" if ref else "—"
         lines.append(
             f"| {r.model} | {r.backend} | {statistics.median(r.prefill_ms):.1f} | {r.tok_s:.1f} | "
-            f"{r.ms_per_token:.2f} | {r.tok_s / ref.tok_s:.2f}× | {r.weight_bytes / 1e6:.1f} | "
+            f"{r.ms_per_token:.2f} | {vs} | {r.weight_bytes / 1e6:.1f} | "
             f"{read / r.ms_per_token / 1e6:.1f} | {roof_ms:.2f} | "
-            f"{roof_ms / r.ms_per_token:.0%} | {same}/{len(ref.ids)} | "
+            f"{roof_ms / r.ms_per_token:.0%} | {same} | "
             f"{f'{r.nodes[0]} / {r.nodes[1]}' if r.nodes else '—'} |"
         )
     return "\n".join(lines)
@@ -416,6 +437,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--block-sizes", default="32,128", help="int4 block sizes to compare (comma list)")
     parser.add_argument(
+        "--int4-symmetric", default="none",
+        help="comma list of int4 variants compared side by side: none (zero points everywhere, the export "
+        "default), head (embedding table and lm_head symmetric), all (every int4 weight symmetric)",
+    )
+    parser.add_argument(
         "--accuracy-level", type=int, default=4, help="MatMulNBits accuracy_level (4: int8 compute)"
     )
     parser.add_argument(
@@ -430,14 +456,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, default=None, help="keep exported graphs here (reused across runs)"
     )
+    parser.add_argument(
+        "--no-transformers", action="store_true",
+        help="skip the transformers row (runtime variants only; the 'vs transformers' columns print —)",
+    )
     args = parser.parse_args(argv)
     args.precisions = [p for p in args.precisions.split(",") if p]
     args.block_sizes = [int(b) for b in args.block_sizes.split(",") if b]
     args.layouts = [layout for layout in args.layouts.split(",") if layout]
+    args.int4_symmetric = tuple(m for m in args.int4_symmetric.split(",") if m)
+    if not args.int4_symmetric or set(args.int4_symmetric) - set(INT4_SYMMETRIC):
+        parser.error(f"--int4-symmetric takes a comma list of {list(INT4_SYMMETRIC)}, got {args.int4_symmetric}")
     args.spin_modes = [m for m in (args.spin_modes or ("on" if args.spin else "off")).split(",") if m]
-    unknown = sorted(set(args.spin_modes) - set(SPIN_MODES))
+    from segzero_edge.runtime.providers import SPIN_POLICIES
+
+    unknown = sorted(set(args.spin_modes) - set(SPIN_POLICIES))
     if unknown:
-        parser.error(f"unknown --spin-modes {unknown}; choose from {sorted(SPIN_MODES)}")
+        parser.error(f"unknown --spin-modes {unknown}; choose from {list(SPIN_POLICIES)}")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-reasoner-"))
     load_before = os.getloadavg()
     rows, kv, bandwidths, gemv = [], {}, [], []

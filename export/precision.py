@@ -85,12 +85,14 @@ def convert(
     *,
     block_size: int = 32,
     accuracy_level: int = 4,
+    int4_symmetric: bool | Sequence[str] = False,
     external_data: bool | None = None,
 ) -> dict[str, Any]:
     """Write `src` (an fp32 graph) at `precision` to `dst` following `policy`; fp32 is a copy.
 
-    Returns the manifest details of the conversion (`policy.details`). block_size and
-    accuracy_level apply to int4; external_data forces (or forbids) `<dst>.data` (None: by size).
+    Returns the manifest details of the conversion (`policy.details`). block_size,
+    accuracy_level and int4_symmetric (`quantize_int4`'s `symmetric`) apply to int4;
+    external_data forces (or forbids) `<dst>.data` (None: by size).
     """
     if precision not in policy.precisions:
         raise ValueError(f"precision {precision!r} not in {policy.precisions}")
@@ -109,7 +111,7 @@ def convert(
     else:
         quantize_int4(
             src, dst, op_types=policy.int4_ops, block_size=block_size, accuracy_level=accuracy_level,
-            external_data=external_data,
+            symmetric=int4_symmetric, external_data=external_data,
         )
     return policy.details(precision)
 
@@ -210,14 +212,17 @@ def quantize_int4(
     op_types: Sequence[str],
     block_size: int = 32,
     accuracy_level: int = 4,
-    symmetric: bool = False,
+    symmetric: bool | Sequence[str] = False,
     external_data: bool | None = None,
 ) -> Path:
     """Weight-only int4: MatMul -> MatMulNBits (blocks along K), Gather -> GatherBlockQuantized
     (blocks along the hidden axis); non-constant MatMuls (attention) are left alone.
 
     accuracy_level 4 lets the CPU kernel quantize activations to int8 per block and use integer
-    dot products (the fast path on x86/ARM); 0 keeps float compute.
+    dot products (the fast path on x86/ARM); 0 keeps float compute. symmetric: True quantizes
+    every block symmetrically (int4 in [-8, 7], no zero points), False asymmetrically (uint4
+    with a zero point per block); a sequence of node names quantizes those nodes symmetrically
+    and the rest asymmetrically (absent names are ignored).
     """
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -225,22 +230,30 @@ def quantize_int4(
     if accuracy_level not in (0, 1, 2, 3, 4):
         raise ValueError(f"accuracy_level must be 0..4 (MatMulNBits), got {accuracy_level}")
     model = load_onnx(src)
+    if isinstance(symmetric, bool):
+        passes = [(symmetric, [])]
+    else:  # the named nodes first (symmetric, every other node excluded); then the rest
+        names = {n.name for n in model.graph.node}
+        passes = [(True, sorted(names - set(symmetric))), (False, [])]
     quant_logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level = quant_logger.level
     quant_logger.setLevel(logging.WARNING)  # it logs every node at INFO
     try:
-        # the quantizer divides by a zero scale for all-equal blocks, then masks the result
-        with np.errstate(divide="ignore", invalid="ignore"):
-            quantizer = MatMulNBitsQuantizer(
-                model,
-                bits=4,
-                block_size=block_size,
-                is_symmetric=symmetric,
-                accuracy_level=accuracy_level or None,
-                op_types_to_quantize=tuple(op_types),
-                quant_axes=(("MatMul", 0), ("Gather", 1)),
-            )
-            quantizer.process()
+        for is_symmetric, exclude in passes:
+            # the quantizer divides by a zero scale for all-equal blocks, then masks the result
+            with np.errstate(divide="ignore", invalid="ignore"):
+                quantizer = MatMulNBitsQuantizer(
+                    model,
+                    bits=4,
+                    block_size=block_size,
+                    is_symmetric=is_symmetric,
+                    accuracy_level=accuracy_level or None,
+                    nodes_to_exclude=exclude,
+                    op_types_to_quantize=tuple(op_types),
+                    quant_axes=(("MatMul", 0), ("Gather", 1)),
+                )
+                quantizer.process()
+            model = quantizer.model.model
     finally:
         quant_logger.setLevel(level)
-    return save_onnx(quantizer.model.model, dst, external_data)
+    return save_onnx(model, dst, external_data)

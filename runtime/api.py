@@ -15,7 +15,16 @@ from typing import Any
 from segzero_edge.images import ImageLimits
 from segzero_edge.manifest import EngineError, Manifest, answer_format, read_manifest
 from segzero_edge.pipeline import MAX_QUERY_TOKENS, ReasoningPipeline
-from segzero_edge.runtime.providers import PROVIDERS, Provider, check_provider, load_errors
+from segzero_edge.runtime.providers import (
+    DEFAULT_SPIN,
+    PROVIDERS,
+    SPIN_POLICIES,
+    Provider,
+    SpinPolicy,
+    check_provider,
+    check_spin,
+    load_errors,
+)
 from segzero_edge.stopping import RepetitionStop
 
 
@@ -47,6 +56,7 @@ class ReasoningSegmenter(ReasoningPipeline):
         max_time_s: float | None = None,
         repetition_stop: RepetitionStop | None = RepetitionStop(),  # noqa: B008 - frozen dataclass
         threads: int | None = None,
+        spin: SpinPolicy = DEFAULT_SPIN,
         device_id: int = 0,
         trt_fp16: bool = False,
         trt_cache_dir: str | Path | None = None,
@@ -56,7 +66,10 @@ class ReasoningSegmenter(ReasoningPipeline):
         `max_query_tokens` and `image_limits` bound what `segment` accepts (see
         `ReasoningPipeline`). `max_time_s` is each query's default wall-clock budget and
         `repetition_stop` the runaway-answer rule (None: off; `segzero_edge.stopping`).
-        `threads`: intra-op threads of every session (None: one per core). `device_id`: the
+        `threads`: intra-op threads of every session (None: one per core). `spin`: whether
+        idle intra-op threads of every onnxruntime session busy-wait ("off": they sleep; "on":
+        they spin, also between runs; "run": they spin only while a graph runs; README "Thread
+        spinning" has the measured trade-off behind the default "off"). `device_id`: the
         GPU (cuda, tensorrt). `trt_fp16`, `trt_cache_dir`: let onnxruntime's TensorRT provider
         build fp16 engines, and keep its engines and timing cache in that folder so that the
         next start does not rebuild them (tensorrt only).
@@ -77,7 +90,7 @@ class ReasoningSegmenter(ReasoningPipeline):
             raise ValueError(f"trt_fp16 and trt_cache_dir apply to provider='tensorrt', not {provider!r}")
         if provider == "cpu" and device_id != 0:
             raise ValueError(f"device_id={device_id} applies to provider 'cuda' or 'tensorrt', not 'cpu'")
-        session_kwargs: dict[str, Any] = {"threads": threads}
+        session_kwargs: dict[str, Any] = {"threads": threads, "spin": check_spin(spin)}
         if provider != "cpu":  # GPU settings; the CPU provider has none
             session_kwargs.update(device_id=device_id, trt_fp16=trt_fp16, trt_cache_dir=trt_cache_dir)
         if path is None:
@@ -138,4 +151,4 @@ def _load_failed(root: Path, component: str, exc: BaseException) -> EngineError:
     )
 
 
-__all__ = ["PROVIDERS", "EngineError", "Provider", "ReasoningSegmenter"]
+__all__ = ["PROVIDERS", "SPIN_POLICIES", "EngineError", "Provider", "ReasoningSegmenter", "SpinPolicy"]

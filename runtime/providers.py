@@ -10,8 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-#: Intra-op thread spinning (`session_options`): on, off, "run" (only while a run executes), None (ORT default).
-Spin = bool | Literal["run"] | None
+#: Whether idle intra-op threads spin (busy-wait for work) instead of sleeping: the one spin
+#: setting of `ReasoningSegmenter.from_dir(spin=)`, `--spin`, every runtime graph and
+#: `create_session`. "off": threads sleep when idle; "on": they spin between ops and between
+#: runs; "run": they spin between ops inside a run and stop the moment it returns
+#: (`session.force_spinning_stop`). README "Thread spinning" has the measurements.
+SpinPolicy = Literal["off", "on", "run"]
+SPIN_POLICIES: tuple[str, ...] = get_args(SpinPolicy)
+#: Measured best under load (a spinning worker that loses its core stalls every op); on a
+#: dedicated machine "run" or "on" decode faster (README "Thread spinning").
+DEFAULT_SPIN: SpinPolicy = "off"
 
 #: The providers a user can ask for (`ReasoningSegmenter.from_dir(provider=...)`, `--provider`).
 Provider = Literal["cpu", "cuda", "tensorrt"]
@@ -98,15 +106,22 @@ def execution_providers(
     return out
 
 
-def session_options(*, threads: int | None = None, optimization: str = "all", spin: Spin = None) -> Any:
+def check_spin(spin: object) -> SpinPolicy:
+    """`spin` if it is a `SpinPolicy`; else ValueError naming the allowed values."""
+    if isinstance(spin, str) and spin in SPIN_POLICIES:
+        return spin  # type: ignore[return-value]
+    hint = f" (use {'on' if spin else 'off'!r})" if isinstance(spin, bool) else ""
+    raise ValueError(f"spin must be one of {SPIN_POLICIES}, got {spin!r}{hint}")
+
+
+def session_options(*, threads: int | None = None, optimization: str = "all", spin: SpinPolicy | None = None) -> Any:
     """SessionOptions: intra-op `threads` (None: onnxruntime's default, one per core), the
     graph optimization level ("disable" | "basic" | "extended" | "all") and whether idle
-    intra-op threads spin: True, False, "run" (spin inside a run, stop the moment it returns:
-    `session.force_spinning_stop`), or None (onnxruntime's default, which spins).
+    intra-op threads spin (`SpinPolicy`; None: onnxruntime's default, which spins).
 
-    A reasoner decode step is ~1000 short ops: spinning workers that lose their core to another
-    process stall every op (measured 3× slower decode on a shared 2-core machine), so the text
-    graphs run with spin=False; on a dedicated machine spinning saves a few µs per op.
+    A reasoner decode step runs a few hundred short ops: spinning workers that lose their core
+    to another process stall every op, so the runtime's default is "off" (`DEFAULT_SPIN`); on a
+    dedicated machine spinning saves a few µs per op (README "Thread spinning").
     """
     ort = _ort()
     levels = {
@@ -124,10 +139,9 @@ def session_options(*, threads: int | None = None, optimization: str = "all", sp
     options.log_severity_level = 3  # errors only: shape-inference chatter is not for users
     if threads is not None:
         options.intra_op_num_threads = threads
-    if spin not in (None, True, False, "run"):
-        raise ValueError(f"spin must be True, False, 'run' or None, got {spin!r}")
     if spin is not None:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spin is False else "1")
+        spin = check_spin(spin)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spin == "off" else "1")
     if spin == "run":
         options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
@@ -139,7 +153,7 @@ def create_session(
     *,
     threads: int | None = None,
     optimization: str = "all",
-    spin: Spin = None,
+    spin: SpinPolicy | None = None,
     **provider_options: Any,
 ) -> Any:
     """An `InferenceSession` for `path` on `provider`; raises if it would not run there.

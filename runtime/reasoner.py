@@ -31,7 +31,7 @@ from segzero_edge.graphs.qwen_rope import rope_index
 from segzero_edge.pipeline import Generation
 from segzero_edge.prompts import REASONER_SIZE, check_answer_format, resize_for_reasoner
 from segzero_edge.runtime.decoder import DecodeResult, TextDecoder
-from segzero_edge.runtime.providers import Spin, create_session
+from segzero_edge.runtime.providers import DEFAULT_SPIN, SpinPolicy, check_spin, create_session
 from segzero_edge.runtime.tokenizer import PromptTokenizer
 from segzero_edge.stopping import GenerationStopped, RepetitionStop, StopWatch
 
@@ -70,13 +70,13 @@ class Prompt:
 
 
 def _vision_from_dir(
-    root: Path, meta: dict[str, Any], provider: str, threads: int | None, **provider_options: Any
+    root: Path, meta: dict[str, Any], provider: str, threads: int | None, spin: SpinPolicy, **provider_options: Any
 ) -> VisionFn:
     """`OrtVision` over vision.onnx, as a VisionFn."""
     from segzero_edge.runtime.vision import OrtVision
 
     return OrtVision.from_file(
-        root / meta["files"]["vision"], provider=provider, threads=threads, **provider_options
+        root / meta["files"]["vision"], provider=provider, threads=threads, spin=spin, **provider_options
     ).features
 
 
@@ -114,15 +114,16 @@ class OrtReasoner:
         threads: int | None = None,
         config: GenerationConfig | None = None,
         vision: VisionFn | None = None,
-        spin: Spin = False,
+        spin: SpinPolicy = DEFAULT_SPIN,
         **provider_options: Any,
     ) -> OrtReasoner:
         """Load `path/{vision,embed,decoder}.onnx` + tokenizer.json described by `meta` (the
         manifest's reasoner component; read from `path/../manifest.json` when None).
         `vision` replaces the vision graph (tests, or a TensorRT vision engine); `spin` sets
-        onnxruntime's intra-op spinning (`providers.session_options`: False, True or "run"; the
-        default False was measured best under load, README Benchmarks); provider_options
+        onnxruntime's intra-op spinning of every graph (`providers.SpinPolicy`: "off", "on" or
+        "run"; the default "off" was measured best under load, README "Thread spinning"); provider_options
         (device_id, trt_fp16, trt_cache_dir) go to every session (`providers.execution_providers`)."""
+        spin = check_spin(spin)
         root = Path(path)
         if meta is None:
             from segzero_edge.manifest import read_manifest
@@ -144,7 +145,7 @@ class OrtReasoner:
             )
         tokenizer = PromptTokenizer.from_file(root / files["tokenizer"], meta)
         if vision is None:
-            vision = _vision_from_dir(root, meta, provider, threads, **provider_options)
+            vision = _vision_from_dir(root, meta, provider, threads, spin, **provider_options)
         return cls(text, tokenizer, vision, meta, config=config)
 
     def configure(self, **overrides: Any) -> None:

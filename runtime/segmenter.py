@@ -10,7 +10,7 @@ import numpy as np
 
 from segzero_edge.graphs import segmenter_io as io
 from segzero_edge.graphs.sam_preprocess import check_image, masks_from_logits, preprocess_image, prompt_arrays
-from segzero_edge.runtime.providers import check_io, create_session
+from segzero_edge.runtime.providers import SpinPolicy, check_io, create_session
 
 _NUMERIC_KEYS = ("image_size", "low_res_size", "mask_threshold", "image_mean", "image_std")
 
@@ -156,12 +156,13 @@ class OrtSegmenter(GraphSegmenter):
         provider: str = "cpu",
         meta: dict[str, Any] | None = None,
         threads: int | None = None,
+        spin: SpinPolicy | None = None,
         **provider_options: Any,
     ) -> None:
         super().__init__(meta)
         self.provider = provider
-        self.encoder = create_session(encoder_path, provider, threads=threads, **provider_options)
-        self.decoder = create_session(decoder_path, provider, threads=threads, **provider_options)
+        self.encoder = create_session(encoder_path, provider, threads=threads, spin=spin, **provider_options)
+        self.decoder = create_session(decoder_path, provider, threads=threads, spin=spin, **provider_options)
         check_io(self.encoder, io.ENCODER_INPUTS, io.ENCODER_OUTPUTS, f"encoder {encoder_path}")
         check_io(self.decoder, io.DECODER_INPUTS, io.DECODER_OUTPUTS, f"decoder {decoder_path}")
 
@@ -172,9 +173,11 @@ class OrtSegmenter(GraphSegmenter):
         provider: str = "cpu",
         meta: dict[str, Any] | None = None,
         threads: int | None = None,
+        spin: SpinPolicy | None = None,
         **provider_options: Any,
     ) -> OrtSegmenter:
-        """Open exported graphs (provider_options: device_id, trt_fp16, trt_cache_dir).
+        """Open exported graphs (spin: `providers.SpinPolicy`, None: onnxruntime's default;
+        provider_options: device_id, trt_fp16, trt_cache_dir).
 
         With `meta` (the manifest's segmenter component, the manifest already verified by the
         caller), `path` is the folder holding the files it lists. Without it, `path` is an
@@ -185,7 +188,7 @@ class OrtSegmenter(GraphSegmenter):
             manifest, meta = component_meta(path)
             folder = manifest.root / io.COMPONENT
         encoder, decoder = component_files(folder, meta)
-        return cls(encoder, decoder, provider=provider, meta=meta, threads=threads, **provider_options)
+        return cls(encoder, decoder, provider=provider, meta=meta, threads=threads, spin=spin, **provider_options)
 
     def _run_encoder(self, pixels: np.ndarray) -> list[np.ndarray]:
         return self.encoder.run(list(io.ENCODER_OUTPUTS), {io.PIXEL_VALUES: pixels})

@@ -19,7 +19,7 @@ import numpy as np
 
 from segzero_edge.graphs import reasoner_vision_io as io
 from segzero_edge.graphs.qwen_preprocess import preprocess_image
-from segzero_edge.runtime.providers import check_io, create_session
+from segzero_edge.runtime.providers import SpinPolicy, check_io, create_session
 
 
 def read_meta(session: Any, path: str | Path, required: bool = True) -> io.VisionMeta | None:
@@ -41,7 +41,8 @@ class OrtVision:
     path: the vision.onnx file. provider: "cpu" | "cuda" | "tensorrt" (`runtime.providers`).
     meta: `VisionMeta` or its dict (the manifest's record); None reads the graph's own. When
     both exist they must agree, so a manifest never silently disagrees with its graph.
-    threads: intra-op threads (None: onnxruntime's default). provider_options: see
+    threads: intra-op threads (None: onnxruntime's default). spin: `providers.SpinPolicy`
+    (None: onnxruntime's default, which spins). provider_options: see
     `providers.execution_providers` (device_id, trt_fp16, trt_cache_dir).
     """
 
@@ -52,10 +53,11 @@ class OrtVision:
         *,
         meta: io.VisionMeta | dict[str, Any] | None = None,
         threads: int | None = None,
+        spin: SpinPolicy | None = None,
         **provider_options: Any,
     ) -> None:
         self.path = Path(path)
-        self.session = create_session(self.path, provider, threads=threads, **provider_options)
+        self.session = create_session(self.path, provider, threads=threads, spin=spin, **provider_options)
         check_io(self.session, io.VISION_INPUTS, io.VISION_OUTPUTS, str(self.path))
         stored = read_meta(self.session, self.path, required=meta is None)
         if isinstance(meta, dict):

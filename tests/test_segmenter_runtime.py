@@ -46,14 +46,17 @@ def test_provider_names_and_missing_providers():
     with pytest.raises(ValueError, match="optimization"):
         providers.session_options(optimization="max")
     assert providers.PROVIDERS == ("cpu", "cuda", "tensorrt")
-    key = "session.intra_op.allow_spinning"  # the text graphs turn spinning off (see session_options)
-    assert providers.session_options(spin=False).get_session_config_entry(key) == "0"
-    assert providers.session_options(spin=True).get_session_config_entry(key) == "1"
+    key = "session.intra_op.allow_spinning"  # the runtime's default turns spinning off (see session_options)
+    assert providers.DEFAULT_SPIN == "off"
+    assert providers.session_options(spin="off").get_session_config_entry(key) == "0"
+    assert providers.session_options(spin="on").get_session_config_entry(key) == "1"
     run_only = providers.session_options(spin="run")
     assert run_only.get_session_config_entry(key) == "1"
     assert run_only.get_session_config_entry("session.force_spinning_stop") == "1"
-    with pytest.raises(ValueError, match="spin must be"):
+    with pytest.raises(ValueError, match=r"spin must be one of \('off', 'on', 'run'\), got 'sometimes'"):
         providers.session_options(spin="sometimes")
+    with pytest.raises(ValueError, match=r"got True \(use 'on'\)"):
+        providers.session_options(spin=True)
 
 
 def _engine_dir(name: str):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from segzero_edge.runtime.providers import PROVIDERS
 
+from .segment import add_spin_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -27,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo.png"), help="overlay PNG to write")
     parser.add_argument("--provider", choices=PROVIDERS, default="cpu", help="execution provider")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="reasoner token budget (default: manifest)")
+    add_spin_arg(parser)
     parser.set_defaults(func=run)
 
 
@@ -91,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     if args.query:
         query_text, target = args.query, None
     print(f"scene seed {seed}: {len(scene.objects)} objects ({', '.join(o.name for o in scene.objects)})")
-    seg = ReasoningSegmenter.from_dir(engines, provider=args.provider, max_new_tokens=args.max_new_tokens)
+    seg = ReasoningSegmenter.from_dir(
+        engines, provider=args.provider, max_new_tokens=args.max_new_tokens, spin=args.spin
+    )
     print(f"engines: {engines}")
     result = seg.segment(scene.image, query_text)
     print_result(result)

@@ -10,6 +10,7 @@ from segzero_edge.prompts import ANSWER_FORMATS
 from segzero_edge.runtime.providers import PROVIDERS
 
 from . import CliError
+from .segment import add_spin_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "limit, ignore mode and token budget are recorded and must match)")
     parser.add_argument("--restart", action="store_true", help="start --out over instead of resuming it")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="reasoner token budget")
+    add_spin_arg(parser)
     parser.add_argument(
         "--answer-format", choices=ANSWER_FORMATS, default=None,
         help="single: Seg-Zero's original one-object answers; multi: its current (VisionReasoner) list of "
@@ -62,10 +64,15 @@ def build_pipeline(args: argparse.Namespace):
         # Seg-Zero's evaluation decodes to EOS or the token budget: no repetition stop, so that
         # figures stay comparable with the paper's
         return ReasoningSegmenter.from_dir(
-            args.engines, provider=args.provider, max_new_tokens=args.max_new_tokens, repetition_stop=None
+            args.engines, provider=args.provider, max_new_tokens=args.max_new_tokens, repetition_stop=None,
+            spin=args.spin,
         )
     if not (args.reasoner and args.segmenter):
         raise CliError("pass --engines DIR, or both --reasoner SRC and --segmenter SRC")
+    from segzero_edge.runtime.providers import DEFAULT_SPIN
+
+    if args.spin != DEFAULT_SPIN:
+        raise CliError(f"--spin {args.spin} sets onnxruntime's threads: it applies to --engines, not the torch back end")
     from segzero_edge.generation import GenerationConfig
     from segzero_edge.models.reasoner import TorchReasoner
     from segzero_edge.models.segmenter import TorchSegmenter

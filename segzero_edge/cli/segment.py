@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from segzero_edge.runtime.providers import PROVIDERS
+from segzero_edge.runtime.providers import DEFAULT_SPIN, PROVIDERS, SPIN_POLICIES
 from segzero_edge.safe_write import atomic_write_bytes, check_output
 
 from . import CliError
@@ -29,11 +29,21 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
         "segzero_edge.stopping.RepetitionStop)",
     )
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads per graph (default: one per core)")
+    add_spin_arg(parser)
     parser.add_argument("--device-id", type=int, default=0, help="GPU index (cuda, tensorrt)")
     parser.add_argument("--trt-fp16", action="store_true", help="tensorrt: let TensorRT build fp16 kernels")
     parser.add_argument(
         "--trt-cache-dir", type=Path, default=None,
         help="tensorrt: keep built TensorRT engines and the timing cache here, so the next start does not rebuild them",
+    )
+
+
+def add_spin_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spin", choices=SPIN_POLICIES, default=DEFAULT_SPIN,
+        help="onnxruntime thread spinning: off (idle threads sleep; best when other work shares the cores), "
+        "on (they busy-wait, also between calls; fastest decode on a dedicated machine), run (they busy-wait "
+        f"only while a graph runs). Default: {DEFAULT_SPIN}; README 'Thread spinning' has the measurements",
     )
 
 
@@ -86,6 +96,7 @@ def load_segmenter(args: argparse.Namespace):
         max_time_s=args.max_time_s,
         repetition_stop=None if args.no_repetition_stop else RepetitionStop(),
         threads=args.threads,
+        spin=args.spin,
         device_id=args.device_id,
         trt_fp16=args.trt_fp16,
         trt_cache_dir=args.trt_cache_dir,
