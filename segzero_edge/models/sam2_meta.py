@@ -362,8 +362,10 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         what = "is a directory, not a checkpoint file" if path.is_dir() else "no such file"
         raise MetaCheckpointError(f"{path}: {what}")
+    from safetensors import SafetensorError
+
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
 
             data: Any = load_file(path, device="cpu")
@@ -376,7 +378,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
                 "a Meta SAM2 checkpoint holds only tensors)"
             ) from exc
         raise MetaCheckpointError(f"{path}: truncated or corrupted, not a readable checkpoint ({_first_line(exc)})") from exc
-    except _READ_ERRORS as exc:
+    except (SafetensorError, *_READ_ERRORS) as exc:
         raise MetaCheckpointError(f"{path}: truncated or corrupted, not a readable checkpoint ({_first_line(exc)})") from exc
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
         data = data["model"]
