@@ -372,7 +372,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower():
+        if "GLOBAL" in str(exc):  # the weights-only unpickler met a class or function reference
             raise MetaCheckpointError(
                 f"{path}: refused: the file holds Python objects besides tensors (loaded with weights_only=True; "
                 "a Meta SAM2 checkpoint holds only tensors)"
