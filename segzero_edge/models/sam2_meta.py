@@ -267,6 +267,8 @@ def infer_config(meta: dict[str, torch.Tensor], image_size: int = 1024) -> tuple
     dims = [_shape(meta, f"{_TRUNK}blocks.{sum(size.blocks_per_stage[: s + 1]) - 1}.norm2.weight")[0] for s in range(stages)]
     kernel = _shape(meta, _TRUNK + "patch_embed.proj.weight")[2:]
     necks = _indices(meta, "image_encoder.neck.convs.")
+    if not necks:
+        raise MetaCheckpointError("missing keys: image_encoder.neck.convs.N.conv.weight (the FPN neck)")
     neck_shapes = [_shape(meta, f"image_encoder.neck.convs.{i}.conv.weight") for i in necks]
     if [s[1] for s in neck_shapes] != dims[::-1]:
         raise MetaCheckpointError(f"FPN neck inputs {[s[1] for s in neck_shapes]} do not match the trunk's widths {dims[::-1]}")
