@@ -40,7 +40,8 @@ class ExportConfig:
 
     reasoner: str = field(metadata={"help": "reasoner source: a local HF directory or a Hub id"})
     segmenter: str = field(metadata={
-        "help": "segmenter source: a local HF directory or a Hub id (SAM2), or an engine directory whose "
+        "help": "segmenter source: a local HF directory or a Hub id (SAM2), a checkpoint file from Meta's sam2 "
+                "repository (sam2.1_hiera_tiny.pt …, converted on load), or an engine directory whose "
                 "verified segmenter graphs are reused as they are (re-export a fine-tuned reasoner only)"})
     out: Path = field(metadata={"help": "engine directory to create"})
     reasoner_precision: ReasonerPrecision = field(default="int4", metadata={"help": "reasoner graph precision"})
@@ -111,6 +112,10 @@ def _export_locked(config: ExportConfig, out: Path, progress: bool) -> Path:
     from segzero_edge.export.segmenter import export_segmenter
 
     reused = reused_segmenter(config.segmenter)  # a tampered engine dir is refused before any model work
+    if reused is None:
+        from segzero_edge.models.segmenter import check_source
+
+        check_source(config.segmenter)  # so is a bad checkpoint file (MetaCheckpointError)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         components = {

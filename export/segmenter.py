@@ -113,17 +113,15 @@ class SamDecoderExport(nn.Module):
 
 
 def _load(model_or_dir: Any) -> nn.Module:
-    """A Sam2Model in eval mode from a model, a TorchSegmenter, a local dir or a Hub id."""
+    """A Sam2Model in eval mode from a model, a TorchSegmenter, a Meta checkpoint file, a local dir or a Hub id."""
     if isinstance(model_or_dir, nn.Module):
         model = model_or_dir
     elif hasattr(model_or_dir, "model") and isinstance(model_or_dir.model, nn.Module):  # a TorchSegmenter
         model = model_or_dir.model
-    else:
-        from transformers import Sam2Model
+    else:  # a Meta checkpoint file, a transformers folder or a Hub id
+        from segzero_edge.models.segmenter import load_sam2
 
-        from segzero_edge.models.segmenter import resolve_source
-
-        model = Sam2Model.from_pretrained(resolve_source(model_or_dir), dtype=torch.float32)
+        model = load_sam2(model_or_dir, dtype=torch.float32)
     dtype = next(model.parameters()).dtype
     if dtype != torch.float32:
         raise ValueError(

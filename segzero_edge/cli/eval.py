@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--engines", type=Path, default=None, help="engine directory (runtime back end)")
     parser.add_argument("--reasoner", default=None, help="reasoner dir or Hub id (torch back end)")
-    parser.add_argument("--segmenter", default=None, help="SAM2 dir or Hub id (torch back end)")
+    parser.add_argument("--segmenter", default=None, help="SAM2 dir, Hub id or Meta checkpoint file (sam2.1_hiera_tiny.pt; torch back end)")
     parser.add_argument("--provider", choices=PROVIDERS, default="cpu", help="runtime provider")
     parser.add_argument("--device", default="cpu", help="torch device for the reference back end")
     parser.add_argument("--data", type=Path, required=True, help="parquet file/folder, save_to_disk folder, or LISA folder")

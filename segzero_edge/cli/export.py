@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "export",
         help="export reasoner + segmenter to quantized ONNX (and TensorRT) engines",
-        description="Export a Qwen2.5-VL reasoner and a SAM2 segmenter (local dirs or Hub ids) to an engine "
+        description="Export a Qwen2.5-VL reasoner and a SAM2 segmenter (local dirs or Hub ids; the segmenter also "
+        "as a checkpoint file from Meta's sam2 repository) to an engine "
         "directory with manifest.json. Written atomically: an interrupted export leaves nothing behind.",
     )
     add_dataclass_args(parser, ExportConfig)
@@ -33,9 +34,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     check_output_dir(config.out, "--out")
+    from segzero_edge.models.sam2_meta import MetaCheckpointError
+
     try:
         out = export_engines(config)
-    except (FileExistsError, ExportLocked) as exc:  # both raised before any model work
+    except (FileExistsError, ExportLocked, MetaCheckpointError) as exc:  # all raised before any model work
         raise CliError(str(exc)) from exc
     from segzero_edge.export.engine import reused_segmenter
 

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--engines", type=Path, required=True, help="engine directory")
     parser.add_argument("--reasoner", default=None, help="reasoner source (default: the manifest's)")
-    parser.add_argument("--segmenter", default=None, help="segmenter source (default: the manifest's)")
+    parser.add_argument("--segmenter", default=None, help="segmenter source: dir, Hub id or Meta checkpoint file (default: the manifest's)")
     parser.add_argument("--stage", choices=("all", "segmenter", "reasoner"), default="all", help="what to check")
     parser.add_argument("--images", type=int, default=4, help="segmenter: random images")
     parser.add_argument("--prompts", type=int, default=3, help="segmenter: prompts per image")

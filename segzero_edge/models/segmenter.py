@@ -54,6 +54,40 @@ def resolve_source(path_or_hub_id: str | Path) -> str:
     return SAM2_HUB_IDS.get(text, text)
 
 
+def is_checkpoint_file(source: str | Path) -> bool:
+    """Whether `source` names a checkpoint file (Meta's `sam2.1_hiera_tiny.pt`, or a
+    .safetensors in Meta's layout) rather than a transformers folder or a Hub id: an
+    existing file, or a name with a checkpoint suffix (so a missing `model.pt` is reported
+    as a missing file, never looked up on a hub)."""
+    from segzero_edge.models.sam2_meta import CHECKPOINT_SUFFIXES
+
+    path = Path(str(source)).expanduser()
+    return path.is_file() or (path.suffix.lower() in CHECKPOINT_SUFFIXES and not path.is_dir())
+
+
+def load_sam2(source: str | Path, dtype: torch.dtype = torch.float32) -> Any:
+    """A transformers `Sam2Model` in eval mode from any segmenter source: a Meta checkpoint
+    file (converted, `models.sam2_meta`), a local transformers folder, a Hub id or a
+    `SAM2_HUB_IDS` name. A bad checkpoint file raises `sam2_meta.MetaCheckpointError`."""
+    if is_checkpoint_file(source):
+        from segzero_edge.models.sam2_meta import load_meta_checkpoint
+
+        return load_meta_checkpoint(source, dtype=dtype)
+    from transformers import Sam2Model
+
+    return Sam2Model.from_pretrained(resolve_source(source), dtype=dtype).eval()
+
+
+def check_source(source: str | Path) -> None:
+    """Fail early on a bad checkpoint file (read, convert, check every key and shape; no model
+    is built), so that `export` refuses it before the reasoner's minutes of work. Folders and
+    Hub ids are left to `from_pretrained`."""
+    if is_checkpoint_file(source):
+        from segzero_edge.models.sam2_meta import convert_state_dict, read_checkpoint
+
+        convert_state_dict(read_checkpoint(source))
+
+
 class TorchSegmenter(EncodeOnceMixin):
     """SAM2 in PyTorch (transformers `Sam2Model`), the reference every export is checked against.
 
@@ -73,11 +107,9 @@ class TorchSegmenter(EncodeOnceMixin):
     def from_pretrained(
         cls, path_or_hub_id: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32
     ) -> TorchSegmenter:
-        """Load a transformers-format SAM2 checkpoint (local dir, Hub id or a `SAM2_HUB_IDS` name)."""
-        from transformers import Sam2Model
-
-        model = Sam2Model.from_pretrained(resolve_source(path_or_hub_id), dtype=dtype)
-        return cls(model.to(device), device=device)
+        """Load SAM2 from a Meta checkpoint file (`sam2.1_hiera_tiny.pt`), a transformers-format
+        folder, a Hub id or a `SAM2_HUB_IDS` name (`load_sam2`)."""
+        return cls(load_sam2(path_or_hub_id, dtype=dtype).to(device), device=device)
 
     # -- Segmenter protocol -------------------------------------------------------------
 
