@@ -265,13 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-peers-"))
     work.mkdir(parents=True, exist_ok=True)
     skip = {s for s in args.skip.split(",") if s}
+    modes = [m for m in args.spin.split(",") if m]
+    if not modes or set(modes) - {"default", "on", "off"}:
+        parser.error(f"--spin takes default, on, off (comma list), got {args.spin!r}")  # checked before any model work
     load_before = os.getloadavg()
     lm, vl, model_dir = build_models(work, args.size)
     prompt = np.random.default_rng(0).integers(0, 1600, size=args.prompt_tokens).astype(np.int64)
     systems = [System("transformers fp32", None if "transformers" in skip else transformers_runner(lm, prompt, args.threads))]
-    modes = [m for m in args.spin.split(",") if m]
-    if not modes or set(modes) - {"default", "on", "off"}:
-        parser.error(f"--spin takes default, on, off (comma list), got {args.spin!r}")
     for mode in modes:
         tag = f" spin {mode}" if len(modes) > 1 else ""
         ours_name = f"this runtime int4 b{args.block_size} acc{args.accuracy_level}{tag}"
