@@ -125,19 +125,23 @@ def _export_locked(config: ExportConfig, out: Path, progress: bool) -> Path:
                 decoder_layout=config.decoder_layout,
             ),
         }
+        sources = {"reasoner": config.reasoner}
         if reused is None:
             components["segmenter"] = export_segmenter(
                 config.segmenter, staging / "segmenter", precision=config.segmenter_precision
             )
-            segmenter_source = config.segmenter
+            sources["segmenter"] = config.segmenter
+            if Path(config.segmenter).expanduser().is_file():
+                # a checkpoint file's path says nothing about its content: record what was read
+                sources["segmenter_sha256"] = _file_sha256(Path(config.segmenter).expanduser())
         else:
-            components["segmenter"], segmenter_source = copy_segmenter(reused, staging / "segmenter")
+            components["segmenter"], sources["segmenter"] = copy_segmenter(reused, staging / "segmenter")
         if config.tensorrt:
             from segzero_edge.export.plans import build_engine_plans
 
             components["trt"] = build_engine_plans(staging, components)
         _chmod_like_mkdir(staging)
-        write_manifest(staging, sources={"reasoner": config.reasoner, "segmenter": segmenter_source}, components=components)
+        write_manifest(staging, sources=sources, components=components)
         if out.exists():  # --force: swap the new directory in, then drop the old one
             trash = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, trash)
@@ -149,6 +153,16 @@ def _export_locked(config: ExportConfig, out: Path, progress: bool) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def reused_segmenter(source: str) -> Manifest | None:

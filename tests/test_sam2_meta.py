@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from functools import cache
 from pathlib import Path
@@ -232,6 +233,7 @@ def test_export_takes_a_meta_checkpoint_and_the_engine_verifies(tiny_meta, tiny_
     assert fake_reasoner_export == ["reasoner", "segmenter"]
     manifest = json.loads((out / "manifest.json").read_text())  # the stub reasoner is no full component
     assert manifest["sources"]["segmenter"] == str(pt)
+    assert manifest["sources"]["segmenter_sha256"] == hashlib.sha256(pt.read_bytes()).hexdigest()
     component = manifest["components"]["segmenter"]
     assert component["model"]["backbone_blocks"] == [1, 1, 2, 1]
     runtime = OrtSegmenter.from_dir(out / "segmenter", meta=component)
