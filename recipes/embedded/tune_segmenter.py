@@ -46,7 +46,7 @@ from train_segmenter import (
 
 @dataclass
 class TuneConfig:
-    init: Path = field(metadata={"help": "stage-1 segmenter checkpoint (train_segmenter.py's model/)"})
+    init: Path = field(metadata={"help": "segmenter to tune: train_segmenter.py's model/, any transformers SAM2 folder, or a Meta SAM2 checkpoint file (.pt)"})
     out: Path = field(metadata={"help": "stage dir: model/ (save_pretrained), state.pt, report.json"})
     steps: int = field(default=3000, metadata={"help": "optimizer steps"})
     cache_scenes: int = field(default=600, metadata={"help": "training scenes whose encoder features are cached"})
@@ -114,12 +114,13 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
     import torch
     from common import Resumable, cpu_bf16
     from tqdm.auto import tqdm
-    from transformers import Sam2Model
+
+    from segzero_edge.models.segmenter import load_sam2
 
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     bf16 = cpu_bf16(device, cfg.bf16)
-    model = Sam2Model.from_pretrained(cfg.init, dtype=torch.float32).to(device).eval()
+    model = load_sam2(cfg.init, dtype=torch.float32).to(device).eval()  # a folder or a Meta .pt
     if cfg.reinit_decoder:
         torch.manual_seed(cfg.seed)
         reset_prompt_side(model)
