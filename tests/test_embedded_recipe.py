@@ -99,3 +99,8 @@ def test_bootstrap_gain_is_paired_and_every_later_model_gets_a_column():
     assert "gIoU gain over a (95% CI) | gIoU gain over b (95% CI) |" in md
     row_c = next(line for line in md.splitlines() if line.startswith("| val | c |"))
     assert row_c.endswith("| +0.1000 [+0.0500, +0.1500] | -0.2000 [+0.0500, +0.1500] |")
+    table = [line for line in md.splitlines() if line.startswith("| ")][:4]  # header + 3 rows: one cell count
+    assert len({line.count("|") for line in table}) == 1
+    single = markdown({"splits": {"val": {"a": entry}}, "segmenter_gt_prompts": {}}, EvalConfig(run=Path("/r"), models="a=x"))
+    first_table = single.split("gIoU per query family")[0]
+    assert len({line.count("|") for line in first_table.splitlines() if line.startswith("|")}) == 1

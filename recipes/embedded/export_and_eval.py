@@ -209,8 +209,8 @@ def markdown(result: dict[str, Any], cfg: EvalConfig) -> str:
     names = list(cfg.model_paths())
     lines = [f"Engines: reasoner {cfg.reasoner_precision}, segmenter {cfg.segmenter_precision}; ONNX Runtime on the CPU, "
              f"greedy, max {cfg.max_new_tokens} new tokens; first {cfg.limit} rows per split.", "",
-             "| split | model | gIoU | cIoU | parsed | box IoU | box on some object | box on the target | "
-             + "".join(f"gIoU gain over {n} (95% CI) | " for n in names[:-1]),
+             "| split | model | gIoU | cIoU | parsed | box IoU | box on some object | box on the target |"
+             + "".join(f" gIoU gain over {n} (95% CI) |" for n in names[:-1]),
              "|---|---|---:|---:|---:|---:|---:|---:|" + "---|" * (len(names) - 1)]
 
     def gain_cell(gain: dict[str, Any] | None) -> str:
@@ -218,9 +218,9 @@ def markdown(result: dict[str, Any], cfg: EvalConfig) -> str:
 
     for split, models in result["splits"].items():
         for m, e in models.items():
-            gains = " | ".join(gain_cell(e.get("gain_over_" + n)) for n in names[:-1])
+            gains = "".join(f" {gain_cell(e.get('gain_over_' + n))} |" for n in names[:-1])  # one cell per earlier model
             lines.append(f"| {split} | {m} | {e['giou']:.4f} | {e['ciou']:.4f} | {e['parsed']:.3f} | {e['box_iou']:.4f} | "
-                         f"{e.get('localised', float('nan')):.3f} | {e.get('right_object', float('nan')):.3f} | {gains} |")
+                         f"{e.get('localised', float('nan')):.3f} | {e.get('right_object', float('nan')):.3f} |{gains}")
     lines += ["", "gIoU per query family (n):", ""]
     families = sorted({f for models in result["splits"].values() for e in models.values() for f in e["family_giou"]})
     lines += ["| split | model | " + " | ".join(families) + " |", "|---|---|" + "---:|" * len(families)]
