@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from .language import Query
+from .parquet_rows import hf_schema, image_type, write_rows
 from .queries import (
     SEEN_TEMPLATES,
     TEMPLATES,
@@ -238,56 +239,27 @@ COLUMNS: Mapping[str, str] = {
 def _schema() -> Any:
     import pyarrow as pa
 
-    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    ints = pa.list_(pa.int64())
-    fields = [
+    image, ints = image_type(), pa.list_(pa.int64())
+    return hf_schema([
         ("image", image), ("text", pa.string()), ("mask", image), ("image_id", pa.string()),
         ("ann_id", pa.string()), ("img_height", pa.int64()), ("img_width", pa.int64()),
         ("problem", pa.string()), ("solution", pa.string()), ("gt_bbox", ints), ("gt_points", pa.list_(ints)),
         ("reasoning", pa.string()), ("completion", pa.string()), ("template", pa.string()),
         ("family", pa.string()), ("split", pa.string()), ("scene_seed", pa.int64()), ("num_objects", pa.int64()),
-    ]  # fmt: skip
-    value = {"string": {"dtype": "string", "_type": "Value"}, "int64": {"dtype": "int64", "_type": "Value"}}
-    features: dict[str, Any] = {}
-    for name, tp in fields:
-        if tp == image:
-            features[name] = {"_type": "Image"}
-        elif tp == ints:
-            features[name] = {"feature": value["int64"], "_type": "Sequence"}
-        elif tp == pa.list_(ints):
-            features[name] = {
-                "feature": {"feature": value["int64"], "_type": "Sequence"},
-                "_type": "Sequence",
-            }
-        else:
-            features[name] = value[str(tp)]
-    # "Sequence" (not datasets>=4's "List") so that datasets 3.x reads it too
-    return pa.schema(fields, metadata={"huggingface": json.dumps({"info": {"features": features}})})
+    ])  # fmt: skip
 
 
 def _write_split(path: Path, samples: Iterator[Sample], n: int, progress: bool, desc: str) -> dict[str, Any]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
-
-    schema = _schema()
     templates: Counter[str] = Counter()
     scenes: set[int] = set()
-    batch: list[dict[str, Any]] = []
-    with (
-        pq.ParquetWriter(path, schema) as writer,
-        tqdm(total=n, desc=desc, disable=not progress, unit="row") as bar,
-    ):
+
+    def rows() -> Iterator[dict[str, Any]]:
         for sample in samples:
-            batch.append(sample.row())
             templates[sample.query.template] += 1
             scenes.add(sample.scene.seed)
-            bar.update(1)
-            if len(batch) == 64:
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                batch = []
-        if batch or not scenes:
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            yield sample.row()
+
+    write_rows(path, _schema(), rows(), n, progress, desc)
     return {
         "rows": sum(templates.values()),
         "scenes": len(scenes),

@@ -31,6 +31,7 @@ from ..geometry import mask_bbox
 from ..multi_truth import ObjectTruth, instance_truth, solution_json
 from .dataset import GENERATOR_VERSION, encode_png, split_seed
 from .multi_queries import MULTI_TEMPLATES, MultiQuery, make_multi_queries
+from .parquet_rows import hf_schema, image_type, write_rows
 from .scene import Scene, SceneConfig, render_scene
 
 MULTI_SPLITS = ("train", "val", "test")
@@ -174,47 +175,27 @@ def generate_multi_split(
 def _schema() -> Any:
     import pyarrow as pa
 
-    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    ints = pa.list_(pa.int64())
-    columns = [
+    image, ints = image_type(), pa.list_(pa.int64())
+    return hf_schema([
         ("image", image), ("text", pa.string()), ("mask", image), ("bbox", ints), ("image_id", pa.string()),
         ("ann_id", pa.string()), ("img_height", pa.int64()), ("img_width", pa.int64()), ("problem", pa.string()),
         ("solution", pa.string()), ("reasoning", pa.string()), ("completion", pa.string()),
         ("template", pa.string()), ("family", pa.string()), ("targets", ints), ("num_targets", pa.int64()),
         ("split", pa.string()), ("scene_seed", pa.int64()), ("num_objects", pa.int64()),
-    ]  # fmt: skip
-    value = {"string": {"dtype": "string", "_type": "Value"}, "int64": {"dtype": "int64", "_type": "Value"}}
-    features = {
-        name: {"_type": "Image"}
-        if tp == image
-        else {"feature": value["int64"], "_type": "Sequence"}
-        if tp == ints
-        else value[str(tp)]
-        for name, tp in columns
-    }
-    return pa.schema(columns, metadata={"huggingface": json.dumps({"info": {"features": features}})})
+    ])  # fmt: skip
 
 
 def _write_split(path: Path, samples: Iterator[MultiSample], n: int, progress: bool, desc: str) -> dict[str, Any]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
-
-    schema = _schema()
     templates: Counter[str] = Counter()
     targets: Counter[int] = Counter()
-    rows: list[dict[str, Any]] = []
-    with pq.ParquetWriter(path, schema) as writer, tqdm(total=n, desc=desc, disable=not progress, unit="row") as bar:
+
+    def rows() -> Iterator[dict[str, Any]]:
         for sample in samples:
-            rows.append(sample.row())
             templates[sample.query.template] += 1
             targets[len(sample.query.targets)] += 1
-            bar.update(1)
-            if len(rows) == 64:
-                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-                rows = []
-        if rows or not templates:
-            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            yield sample.row()
+
+    write_rows(path, _schema(), rows(), n, progress, desc)
     return {
         "rows": sum(templates.values()),
         "templates": dict(sorted(templates.items())),
