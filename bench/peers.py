@@ -16,6 +16,12 @@ them):
 - llama.cpp (llama-cpp-python) Q4_0, from a GGUF written by llama.cpp's converter
   (--gguf-converter, the `convert_hf_to_gguf.py` of a llama.cpp checkout).
 
+--sam2-peer DIR adds the segmenter: samexporter's SAM2 encoder and decoder graphs in DIR
+(`bench/samexporter_encoder.py` writes them with the Meta checkpoint they came from,
+`weights.pt`) against ours exported from that same checkpoint (fp32 and int8 encoder) and
+torch eager, through `bench/segmenter.py`: encode and decode medians, ratios, and each back
+end's best mask against torch's. `--skip reasoner` times the segmenter alone.
+
 Every system gets the same prompt ids, --threads intra-op threads, greedy decoding with eos
 ignored (exactly --tokens new tokens), and runs in turn, run by run, so load changes hit all
 alike; medians over --repeats after a warm-up. Printed: prefill ms, decode tok/s, the ratio
@@ -259,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma list of onnxruntime spin modes, each measured side by side: default (each "
                         "system's own: ours off, genai onnxruntime's, on), on, off (forced for both)")
     parser.add_argument("--gguf-converter", type=Path, default=None, help="llama.cpp's convert_hf_to_gguf.py")
-    parser.add_argument("--skip", default="", help="comma list of systems to leave out (transformers, genai, llama.cpp)")
+    parser.add_argument("--skip", default="",
+                        help="comma list of systems to leave out (transformers, genai, llama.cpp; reasoner: the whole decode table)")
+    parser.add_argument("--sam2-peer", type=Path, default=None,
+                        help="folder with samexporter's encoder.onnx, decoder.onnx and weights.pt (bench/samexporter_encoder.py)")
+    parser.add_argument("--sam2-opset", type=int, default=20, help="opset of our segmenter graphs")
+    parser.add_argument("--sam2-repeats", type=int, default=3, help="timed encodes per segmenter back end and pass")
     parser.add_argument("--workdir", type=Path, default=None, help="keep models here (reused across runs)")
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-peers-"))
@@ -268,6 +279,43 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m for m in args.spin.split(",") if m]
     if not modes or set(modes) - {"default", "on", "off"}:
         parser.error(f"--spin takes default, on, off (comma list), got {args.spin!r}")  # checked before any model work
+    unknown = skip - {"transformers", "genai", "llama.cpp", "reasoner"}
+    if unknown:
+        parser.error(f"--skip takes transformers, genai, llama.cpp, reasoner; got {', '.join(sorted(unknown))}")
+    sam2_files = sam2_peer_files(args.sam2_peer) if args.sam2_peer is not None else None
+    if isinstance(sam2_files, str):
+        parser.error(sam2_files)
+    if "reasoner" not in skip:
+        decode_table(args, work, skip, modes)
+    if sam2_files is not None:
+        segmenter_table(args, work, *sam2_files)
+    return 0
+
+
+def sam2_peer_files(folder: Path) -> tuple[Path, Path, Path] | str:
+    """(encoder, decoder, checkpoint) in a --sam2-peer folder, or what is missing."""
+    files = tuple(folder / name for name in ("encoder.onnx", "decoder.onnx", "weights.pt"))
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        return f"--sam2-peer {folder} lacks {', '.join(missing)} (write it with bench/samexporter_encoder.py)"
+    return files  # type: ignore[return-value]
+
+
+def segmenter_table(args: argparse.Namespace, work: Path, encoder: Path, decoder: Path, checkpoint: Path) -> None:
+    """SAM2 hiera-t: torch, ours fp32/int8 and the peer on the peer's own weights (bench/segmenter.py)."""
+    import segmenter
+
+    print(f"\nSAM2 hiera-t from {checkpoint}: torch eager, ours (opset {args.sam2_opset}), samexporter", flush=True)
+    segmenter.main([
+        "--configs", "hiera-t", "--peer-config", "hiera-t", "--checkpoint", str(checkpoint),
+        "--peer-encoder", str(encoder), "--peer-decoder", str(decoder), "--precisions", "fp32,int8",
+        "--opsets", str(args.sam2_opset), "--threads", str(args.threads), "--repeats", str(args.sam2_repeats),
+        "--workdir", str(work / "sam2"),
+    ])
+
+
+def decode_table(args: argparse.Namespace, work: Path, skip: set[str], modes: list[str]) -> None:
+    """The language-model decode comparison: every system in turn, medians and ratios."""
     load_before = os.getloadavg()
     lm, vl, model_dir = build_models(work, args.size)
     prompt = np.random.default_rng(0).integers(0, 1600, size=args.prompt_tokens).astype(np.int64)
@@ -310,7 +358,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {s.name} | {statistics.median(s.prefill_ms):.0f} | {s.tok_s(args.tokens):.1f} | "
               f"{ours_for(s).tok_s(args.tokens) / s.tok_s(args.tokens):.2f}× | "
               f"{statistics.median(s.prefill_ms) / statistics.median(ours_for(s).prefill_ms):.2f}× | {same} |")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""The peer's SAM2 encoder graph for `bench/segmenter.py --peer-encoder`: samexporter's own
-`export_sam2.py`, run on a random-weight sam2.1 hiera-tiny (latency does not depend on weights).
+"""The peer's SAM2 graphs for `bench/peers.py --sam2-peer` (and `bench/segmenter.py
+--peer-encoder/--peer-decoder`): samexporter's own `export_sam2.py`, run on a random-weight
+sam2.1 hiera-tiny. The Meta checkpoint it exported from stays beside the graphs as
+`weights.pt`, so that our exporter can build its graphs from the same weights.
 
     python bench/samexporter_encoder.py --src /tmp/peer --out /tmp/peer_out
-    python bench/segmenter.py --configs hiera-t --peer-encoder /tmp/peer_out/encoder.onnx --threads 2
+    python bench/peers.py --skip reasoner --sam2-peer /tmp/peer_out --threads 2
 
 `pip install samexporter` cannot go into this project's venv: it pins torch==2.10 and
 torchvision==0.25 (and PyPI's torchvision does not import beside our torch 2.13). The export
@@ -25,6 +27,8 @@ import runpy
 import sys
 from pathlib import Path
 
+#: The checkpoint the peer graphs were exported from, kept beside them.
+CHECKPOINT = "weights.pt"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     with initialize_config_dir(config_dir=str((args.src / "samexporter" / "sam2_configs").resolve()), version_base="1.2"):
         model = build_sam2(args.config, None, device="cpu")
     args.out.mkdir(parents=True, exist_ok=True)
-    checkpoint = args.out / "random_weights.pt"
+    checkpoint = args.out / CHECKPOINT
     torch.save({"model": model.state_dict()}, checkpoint)
     print(f"random-weight {args.model_type}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
     GlobalHydra.instance().clear()
@@ -57,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         "--output_encoder", str(args.out / "encoder.onnx"), "--output_decoder", str(args.out / "decoder.onnx"),
     ]
     runpy.run_path(str(script), run_name="__main__")
-    checkpoint.unlink()
     return 0
 
 

@@ -9,13 +9,18 @@ check and the parity tests / `export.verify_segmenter` as the measurement.
     python bench/segmenter.py --configs tiny,hiera-t,hiera-l --repeats 3
     python bench/segmenter.py --configs hiera-t --opsets 18,20 --threads 2 \
         --peer-encoder samexporter/encoder.onnx      # opsets and a peer side by side
+    python bench/segmenter.py --configs hiera-t --opsets 20 --threads 2 --checkpoint peer/weights.pt \
+        --peer-encoder peer/encoder.onnx --peer-decoder peer/decoder.onnx   # the peer on the same weights
 
 Per config: export once per opset (fp32 graphs; int8 and fp16 derived from them), then time
 `encode(image)` and `decode(embedding, box, points)` end to end (numpy preprocessing and
 mask upsampling included: every back end does them; session creation and the first, warm-up
 call are not timed). The numpy preprocessing alone is printed per config. --peer-encoder
-times another exporter's encoder graph of the --peer-config architecture (e.g. samexporter's
-sam2.1 hiera-tiny, its own weights) with the same preprocessing, encoder only. Back ends are loaded one at a time
+(and --peer-decoder) time another exporter's graphs of the --peer-config architecture (e.g.
+samexporter's sam2.1 hiera-tiny) with the same preprocessing, prompts and mask upsampling.
+--checkpoint builds that config from a Meta SAM2 checkpoint (`segzero_edge.models.sam2_meta`)
+instead of random weights: given the peer's own checkpoint, every back end runs the same
+weights and the peer's masks are compared with torch's too. Back ends are loaded one at a time
 (hiera-l's sessions do not all fit in 24 GB together) in passes of alternating order, so
 that drift on a shared machine hits them alike. Prints a markdown table with medians and
 ratios to torch.
@@ -60,7 +65,11 @@ HIERA = {
 }
 
 
-def build_model(name: str) -> Any:
+#: The Meta trunk name (`sam2_meta.HieraSize.name`) of each config --checkpoint may load.
+META_TRUNK = {"hiera-t": "tiny", "hiera-s": "small", "hiera-b+": "base_plus", "hiera-l": "large"}
+
+
+def build_model(name: str, checkpoint: Path | None = None) -> Any:
     import torch
     from transformers import Sam2Config, Sam2HieraDetConfig, Sam2Model, Sam2VisionConfig
 
@@ -70,6 +79,13 @@ def build_model(name: str) -> Any:
         return Sam2Model.from_pretrained(cached_tiny_models(seed=0).segmenter).eval()
     if name not in HIERA:
         raise SystemExit(f"unknown config {name!r}; choose from tiny, {', '.join(HIERA)}")
+    if checkpoint is not None:
+        from segzero_edge.models.sam2_meta import convert_state_dict, load_meta_checkpoint, read_checkpoint
+
+        trunk = convert_state_dict(read_checkpoint(checkpoint)).size.name
+        if trunk != META_TRUNK[name]:
+            raise SystemExit(f"--checkpoint {checkpoint} holds a hiera {trunk} trunk, not {name}'s ({META_TRUNK[name]})")
+        return load_meta_checkpoint(checkpoint)
     backbone = Sam2HieraDetConfig(**HIERA[name])
     channels = list(reversed(backbone.embed_dim_per_stage))
     config = Sam2Config(
@@ -110,29 +126,52 @@ def export_all(model: Any, out: Path, precisions: list[str], opsets: list[int]) 
     return dirs
 
 
-class PeerEncoder:
-    """Another exporter's encoder graph (one image input, 1024² ImageNet-normalised pixels),
-    timed like ours: the same numpy preprocessing, then one session run. No decoder."""
+class PeerSegmenter:
+    """Another exporter's graphs of one architecture (e.g. samexporter's `encoder.onnx` and
+    `decoder.onnx`), timed like ours: the same numpy preprocessing, prompt arrays and mask
+    upsampling; only the graphs differ. Without a decoder graph only `encode` is timed."""
 
-    def __init__(self, path: Path, threads: int | None) -> None:
+    def __init__(self, encoder: Path, decoder: Path | None, threads: int | None) -> None:
         from segzero_edge.runtime.providers import create_session
 
-        self.session = create_session(path, "cpu", threads=threads)
-        self.input = self.session.get_inputs()[0].name
+        self.encoder = create_session(encoder, "cpu", threads=threads)
+        self.decoder = create_session(decoder, "cpu", threads=threads) if decoder is not None else None
+        self.input = self.encoder.get_inputs()[0].name
+        self.outputs = [o.name for o in self.encoder.get_outputs()]
 
-    def encode(self, image: np.ndarray) -> Any:
+    def encode(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], int, int]:
         from segzero_edge.graphs import segmenter_io as io
-        from segzero_edge.graphs.sam_preprocess import preprocess_image
+        from segzero_edge.graphs.sam_preprocess import check_image, preprocess_image
 
+        height, width = check_image(image)
         pixels = preprocess_image(image, io.IMAGE_SIZE, io.IMAGE_MEAN, io.IMAGE_STD)
-        return self.session.run(None, {self.input: pixels})
+        features = self.encoder.run(None, {self.input: pixels})
+        return dict(zip(self.outputs, features, strict=True)), height, width
 
-    def decode(self, embedding: Any, box: Any, points: Any) -> None:
-        return None
+    def decode(self, embedding: Any, box: Any, points: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        from segzero_edge.graphs import segmenter_io as io
+        from segzero_edge.graphs.sam_preprocess import masks_from_logits, prompt_arrays
+
+        if self.decoder is None:
+            return None
+        features, height, width = embedding
+        coords, labels = prompt_arrays(box, points, height, width)
+        low_res = io.IMAGE_SIZE // 4
+        feeds = {
+            **features,
+            # samexporter's decoder appends the (0, 0, label -1) padding point itself.
+            "point_coords": coords[:, :-1],
+            "point_labels": labels[:, :-1],
+            "mask_input": np.zeros((1, 1, low_res, low_res), dtype=np.float32),
+            "has_mask_input": np.zeros((1,), dtype=np.float32),
+        }
+        logits, scores = self.decoder.run(None, feeds)
+        return masks_from_logits(logits[0], height, width), scores[0]
 
 
 def _mb(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6
+    """The graph and its external-data file, if any (not other files that share its prefix)."""
+    return sum(f.stat().st_size for f in (path, path.with_name(path.name + ".data")) if f.is_file()) / 1e6
 
 
 #: CPU ms (all threads of this process) of the last `_time` call: on a shared machine a
@@ -155,7 +194,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _groups(
-    dirs: dict[tuple[int, str], Path], peer: Path | None = None
+    dirs: dict[tuple[int, str], Path], peer: tuple[Path, Path | None] | None = None
 ) -> list[tuple[str, Path | None, dict[str, Path | None]]]:
     """(label, encoder graph, {row label: decoder graph}): one encoder session per group, its
     decoders timed on the same embeddings (int8 also with the int8 decoder export_segmenter skips).
@@ -176,12 +215,12 @@ def _groups(
             decoders = {f"ort {precision}{tag}": decoder}
         groups.append((f"ort {precision}{tag}", encoder, decoders))
     if peer is not None:
-        groups.append((PEER, peer, {PEER: None}))
+        groups.append((PEER, peer[0], {PEER: peer[1]}))
     return groups
 
 
-#: Row label of --peer-encoder.
-PEER = "samexporter fp32 (encoder only)"
+#: Row label of --peer-encoder / --peer-decoder.
+PEER = "samexporter fp32"
 
 
 def _load_group(
@@ -197,8 +236,8 @@ def _load_group(
     if encoder is None:
         return {label: TorchSegmenter(model) for label in decoders}
     labels = list(decoders)
-    if decoders[labels[0]] is None:
-        return {labels[0]: PeerEncoder(encoder, threads)}
+    if labels == [PEER]:
+        return {PEER: PeerSegmenter(encoder, decoders[PEER], threads)}
     first = OrtSegmenter(encoder, decoders[labels[0]], threads=threads)
     out = {labels[0]: first}
     for label in labels[1:]:
@@ -213,7 +252,8 @@ def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]
     from segzero_edge.graphs.sam_preprocess import preprocess_image
 
     t0 = time.perf_counter()
-    model = build_model(name)
+    is_peer_config = name == args.peer_config
+    model = build_model(name, args.checkpoint if is_peer_config else None)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     rng = np.random.default_rng(0)
     height, width = args.image
@@ -225,7 +265,7 @@ def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]
         dirs = export_all(model, work, args.precisions, args.opsets)
         gc.collect()
         export_s = time.perf_counter() - t0
-        peer = args.peer_encoder if args.peer_encoder is not None and name == args.peer_config else None
+        peer = (args.peer_encoder, args.peer_decoder) if args.peer_encoder is not None and is_peer_config else None
         groups = _groups(dirs, peer)
         enc_ms: dict[str, list[float]] = collections.defaultdict(list)
         dec_ms: dict[str, list[float]] = collections.defaultdict(list)
@@ -267,15 +307,16 @@ def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]
         for _group, _encoder, decoders in groups:
             for label in decoders:
                 enc = statistics.median(enc_ms[label])
-                if label not in outputs:  # a peer encoder: no decoder, other weights
+                if label not in outputs:  # a peer encoder without its decoder
                     rows.append(
                         {"config": f"{name} ({params:.1f}M)", "backend": label, "encode_ms": enc,
                          "encode_cpu_ms": statistics.median(enc_cpu[label]),
-                         "encode_x": enc_ref / enc, "enc_mb": _mb(peer) if peer else None}
+                         "encode_x": enc_ref / enc, "enc_mb": _mb(peer[0]) if peer else None}
                     )
                     continue
                 masks, scores = outputs[label]
                 best = int(np.argmax(scores))
+                same_weights = label != PEER or args.checkpoint is not None
                 dec = statistics.median(dec_ms[label])
                 rows.append(
                     {
@@ -286,8 +327,9 @@ def bench_config(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]
                         "decode_ms": dec,
                         "encode_x": enc_ref / enc,
                         "decode_x": dec_ref / dec,
-                        "iou": _iou(masks[best], ref_masks[ref_best]),
-                        "same": best == ref_best,
+                        # A peer built from other weights has nothing to match.
+                        "iou": _iou(masks[best], ref_masks[ref_best]) if same_weights else None,
+                        "same": best == ref_best if same_weights else None,
                         "enc_mb": sizes[label][0],
                         "dec_mb": sizes[label][1],
                     }
@@ -338,7 +380,16 @@ def main(argv: list[str] | None = None) -> int:
         help="another exporter's encoder ONNX (e.g. samexporter's) to time beside ours (encoder only)",
     )
     parser.add_argument(
-        "--peer-config", default="hiera-t", help="the config whose architecture --peer-encoder has"
+        "--peer-decoder", type=Path, default=None,
+        help="the peer's decoder ONNX (samexporter's multimask decoder inputs), timed beside ours",
+    )
+    parser.add_argument(
+        "--peer-config", default="hiera-t", help="the config whose architecture the peer graphs have"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None,
+        help="a Meta SAM2 checkpoint (.pt/.safetensors) for --peer-config instead of random weights "
+        "(the peer's own: then every back end runs the same weights)",
     )
     parser.add_argument(
         "--image", type=int, nargs=2, default=(480, 640), metavar=("H", "W"), help="image size"
@@ -350,8 +401,14 @@ def main(argv: list[str] | None = None) -> int:
     from segzero_edge.export.segmenter import OPSET
 
     args.opsets = [int(o) for o in args.opsets.split(",")] if args.opsets else [OPSET]
-    if args.peer_encoder is not None and not args.peer_encoder.is_file():
-        parser.error(f"--peer-encoder {args.peer_encoder} is not a file")
+    for flag, path in (("--peer-encoder", args.peer_encoder), ("--peer-decoder", args.peer_decoder),
+                       ("--checkpoint", args.checkpoint)):
+        if path is not None and not path.is_file():
+            parser.error(f"{flag} {path} is not a file")
+    if args.peer_decoder is not None and args.peer_encoder is None:
+        parser.error("--peer-decoder needs --peer-encoder (it decodes the peer encoder's features)")
+    if args.checkpoint is not None and args.peer_config not in META_TRUNK:
+        parser.error(f"--checkpoint loads a Meta trunk; --peer-config must be one of {', '.join(META_TRUNK)}")
     if min(args.repeats, args.decode_repeats, args.passes) < 1:
         parser.error("--repeats, --decode-repeats and --passes must be >= 1")
 
@@ -384,19 +441,24 @@ def main(argv: list[str] | None = None) -> int:
             )
             continue
         dec_mb = f"{r['dec_mb']:.1f}" if r["dec_mb"] is not None else "—"
+        iou = f"{r['iou']:.4f}" if r["iou"] is not None else "— (other weights)"
+        same = "—" if r["same"] is None else "yes" if r["same"] else "no"
         print(
             f"| {r['config']} | {r['backend']} | {r['encode_ms']:.1f} | {r['encode_cpu_ms']:.0f} | {r['decode_ms']:.2f} | "
             f"{r['encode_x']:.2f} | "
-            f"{r['decode_x']:.2f} | {r['iou']:.4f} | {'yes' if r['same'] else 'no'} | {enc_mb} | {dec_mb} |"
+            f"{r['decode_x']:.2f} | {iou} | {same} | {enc_mb} | {dec_mb} |"
         )
     peers = {r["config"]: r for r in rows if r["backend"] == PEER}
     for r in rows:
         if r["config"] in peers and r["backend"].startswith("ort ") and "decode_ms" in r:
             peer = peers[r["config"]]
-            print(
+            line = (
                 f"{r['config']} {r['backend']}: encode {peer['encode_ms'] / r['encode_ms']:.3f}× samexporter's speed "
                 f"(wall), {peer['encode_cpu_ms'] / r['encode_cpu_ms']:.3f}× (CPU time)"
             )
+            if "decode_ms" in peer:
+                line += f"; decode {peer['decode_ms'] / r['decode_ms']:.3f}× (wall)"
+            print(line)
     return 0
 
 
