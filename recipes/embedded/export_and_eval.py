@@ -27,6 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import timed, write_json
+from grounded_text import grounded_diagnosis
+
+#: Per-sample checks averaged into the summary when every sample has them (scene truth given).
+DIAGNOSTICS = ("localised", "right_object", "listing_names_right", "named_target", "answer_copies_named")
 
 
 @dataclass
@@ -91,20 +95,26 @@ def split_rows(path: Path, limit: int) -> dict[str, dict[str, Any]]:
     return {f"{r['image_id']}:{r['ann_id']}": r for r in table.to_pylist()}
 
 
-def scene_boxes(split: str, limit: int) -> dict[str, tuple[int, list[tuple[int, int, int, int]]]]:
-    """sample id → (target index, every object's 840-space box), regenerated from the split's seeds."""
+#: sample id → (target index, every object's 840-space box, every object's "colour shape" name)
+SceneTruth = dict[str, tuple[int, list[tuple[int, int, int, int]], list[str]]]
+
+
+def scene_boxes(split: str, limit: int) -> SceneTruth:
+    """Each sample's scene truth, regenerated from the split's seeds."""
     from segzero_edge.synthetic import generate_split
     from segzero_edge.synthetic.language import box840
 
-    return {f"{s.image_id}:{s.ann_id}": (s.query.target, [box840(o) for o in s.scene.objects])
+    return {f"{s.image_id}:{s.ann_id}": (s.query.target, [box840(o) for o in s.scene.objects],
+                                         [o.name for o in s.scene.objects])
             for s in generate_split(split, limit, seed=0, size=512)}
 
 
 def per_sample(records_path: Path, rows: dict[str, dict[str, Any]],
-               boxes: dict[str, tuple[int, list[tuple[int, int, int, int]]]] | None = None) -> list[dict[str, Any]]:
+               boxes: SceneTruth | None = None) -> list[dict[str, Any]]:
     """Evaluation records joined with the split's rows: IoU, parsed, box IoU (840 space), family, and
     (with `boxes`) whether the answer's box lands on some object (IoU > 0.5 with any: `localised`)
-    and on the target (`right_object`), which splits errors into perception and choice."""
+    and on the target (`right_object`), which splits errors into perception and choice, and the
+    grounded reasoning's stage checks (`grounded_text.grounded_diagnosis`)."""
     from segzero_edge.answer import AnswerError, parse_answer
     from segzero_edge.geometry import box_iou
 
@@ -125,11 +135,12 @@ def per_sample(records_path: Path, rows: dict[str, dict[str, Any]],
                  "intersection": rec["intersection"], "union": union, "parsed": parsed, "box_iou": biou,
                  "family": row["family"], "template": row["template"], "tokens": rec["timings"].get("tokens")}
         if boxes is not None and rec["id"] in boxes:
-            target, objs = boxes[rec["id"]]
+            target, objs, names = boxes[rec["id"]]
             overlaps = [box_iou(box, b) for b in objs] if box is not None else [0.0]
             best = int(np.argmax(overlaps))
             entry["localised"] = overlaps[best] > 0.5
             entry["right_object"] = entry["localised"] and best == target
+            entry |= grounded_diagnosis(rec.get("think") or "", box, names, objs, target)
         out.append(entry)
     return out
 
@@ -140,8 +151,7 @@ def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
     families: dict[str, list[float]] = {}
     for s in samples:
         families.setdefault(s["family"], []).append(s["iou"])
-    extra = {k: round(float(np.mean([s[k] for s in samples])), 4) for k in ("localised", "right_object")
-             if all(k in s for s in samples)}
+    extra = {k: round(float(np.mean([s[k] for s in samples])), 4) for k in DIAGNOSTICS if all(k in s for s in samples)}
     return {"giou": round(float(np.mean([s["iou"] for s in samples])), 4), "ciou": round(inter / union, 4), **extra,
             "parsed": round(float(np.mean([s["parsed"] for s in samples])), 4),
             "box_iou": round(float(np.mean([s["box_iou"] for s in samples])), 4), "n": len(samples),
@@ -221,6 +231,17 @@ def markdown(result: dict[str, Any], cfg: EvalConfig) -> str:
             gains = "".join(f" {gain_cell(e.get('gain_over_' + n))} |" for n in names[:-1])  # one cell per earlier model
             lines.append(f"| {split} | {m} | {e['giou']:.4f} | {e['ciou']:.4f} | {e['parsed']:.3f} | {e['box_iou']:.4f} | "
                          f"{e.get('localised', float('nan')):.3f} | {e.get('right_object', float('nan')):.3f} |{gains}")
+    if any("named_target" in e for models in result["splits"].values() for e in models.values()):
+        lines += ["", "Grounded reasoning, stage by stage (`grounded_text.py`): listed entries named right (colour "
+                  "and shape of the object their box is on) / final sentence names the target / answer box = a box "
+                  "the listing gave that name:", "",
+                  "| split | model | listing names right | names the target | answer copies the named box |",
+                  "|---|---|---:|---:|---:|"]
+        for split, models in result["splits"].items():
+            for m, e in models.items():
+                if "named_target" in e:
+                    lines.append(f"| {split} | {m} | {e['listing_names_right']:.3f} | {e['named_target']:.3f} | "
+                                 f"{e['answer_copies_named']:.3f} |")
     lines += ["", "gIoU per query family (n):", ""]
     families = sorted({f for models in result["splits"].values() for e in models.values() for f in e["family_giou"]})
     lines += ["| split | model | " + " | ".join(families) + " |", "|---|---|" + "---:|" * len(families)]
