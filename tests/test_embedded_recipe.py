@@ -23,7 +23,7 @@ def test_recipe_yaml_names_real_scripts_and_smoke_settings():
 
     recipe = load_recipe(RECIPE / "recipe.yaml")
     names = [s["name"] for s in recipe["stages"]]
-    assert names == ["data", "segmenter", "vision", "digits", "features", "sft", "sft2", "grpo", "eval", "ship"]
+    assert names == ["data", "segmenter", "vision", "digits", "features", "sft", "sft2", "sft3", "grpo", "eval", "ship"]
     for stage in recipe["stages"]:
         assert (RECIPE / stage["script"]).is_file()
         assert set(recipe["smoke"]) == set(names)
@@ -41,14 +41,14 @@ def test_every_stage_runs_for_two_steps(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for done in ("data/info.json", "segmenter/report.json", "vision/report.json", "digits/report.json", "features/report.json",
-                 "sft/report.json", "sft2/report.json", "grpo/grpo_report.json", "eval/summary.json", "ship/shipped.json"):
+                 "sft/report.json", "sft2/report.json", "sft3/report.json", "grpo/grpo_report.json", "eval/summary.json", "ship/shipped.json"):
         assert (run / done).is_file(), done
     assert json.loads((run / "sft" / "report.json").read_text())["steps"] == 2
     assert (run / "package" / "engines" / "manifest.json").is_file()
     # a second start finds every stage done and runs nothing
     again = subprocess.run([sys.executable, str(RECIPE / "run.py"), "--run", str(run), "--smoke"],
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and again.stdout.count(": done (") == 10
+    assert again.returncode == 0 and again.stdout.count(": done (") == 11
 
 
 def test_resumable_state_continues_where_it_stopped(tmp_path):
