@@ -80,12 +80,14 @@ def build_model(name: str, checkpoint: Path | None = None) -> Any:
     if name not in HIERA:
         raise SystemExit(f"unknown config {name!r}; choose from tiny, {', '.join(HIERA)}")
     if checkpoint is not None:
-        from segzero_edge.models.sam2_meta import convert_state_dict, load_meta_checkpoint, read_checkpoint
+        from segzero_edge.models.sam2_meta import convert_state_dict, model_from_conversion, read_checkpoint
 
-        trunk = convert_state_dict(read_checkpoint(checkpoint)).size.name
-        if trunk != META_TRUNK[name]:
-            raise SystemExit(f"--checkpoint {checkpoint} holds a hiera {trunk} trunk, not {name}'s ({META_TRUNK[name]})")
-        return load_meta_checkpoint(checkpoint)
+        conversion = convert_state_dict(read_checkpoint(checkpoint))  # read and converted once
+        if conversion.size.name != META_TRUNK[name]:
+            raise SystemExit(
+                f"--checkpoint {checkpoint} holds a hiera {conversion.size.name} trunk, not {name}'s ({META_TRUNK[name]})"
+            )
+        return model_from_conversion(conversion)
     backbone = Sam2HieraDetConfig(**HIERA[name])
     channels = list(reversed(backbone.embed_dim_per_stage))
     config = Sam2Config(

@@ -61,14 +61,8 @@ def meta_forward(model, pixels, box, points):
 @torch.no_grad()
 def converted_forward(meta, image_size, pixels, box, points):
     """The converted transformers model, called as `TorchSegmenter` calls it."""
-    from transformers import Sam2Model
-
     conversion = sam2_meta.convert_state_dict(meta.state_dict(), image_size=image_size)
-    with torch.device("meta"):
-        model = Sam2Model(conversion.config)
-    model = model.to_empty(device="cpu")
-    model.load_state_dict(conversion.state_dict, strict=True)
-    model.eval()
+    model = sam2_meta.model_from_conversion(conversion)
     maps = model.get_image_embeddings(pixels)
     out = model(image_embeddings=list(maps), input_points=points[None], input_labels=torch.ones(1, 1, points.shape[1], dtype=torch.long),
                 input_boxes=box[None], multimask_output=True)

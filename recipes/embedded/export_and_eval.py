@@ -99,7 +99,7 @@ def split_rows(path: Path, limit: int) -> dict[str, dict[str, Any]]:
 SceneTruth = dict[str, tuple[int, list[tuple[int, int, int, int]], list[str]]]
 
 
-def scene_boxes(split: str, limit: int) -> SceneTruth:
+def scene_truth(split: str, limit: int) -> SceneTruth:
     """Each sample's scene truth, regenerated from the split's seeds."""
     from segzero_edge.synthetic import generate_split
     from segzero_edge.synthetic.language import box840
@@ -110,9 +110,9 @@ def scene_boxes(split: str, limit: int) -> SceneTruth:
 
 
 def per_sample(records_path: Path, rows: dict[str, dict[str, Any]],
-               boxes: SceneTruth | None = None) -> list[dict[str, Any]]:
+               truth: SceneTruth | None = None) -> list[dict[str, Any]]:
     """Evaluation records joined with the split's rows: IoU, parsed, box IoU (840 space), family, and
-    (with `boxes`) whether the answer's box lands on some object (IoU > 0.5 with any: `localised`)
+    (with `truth`) whether the answer's box lands on some object (IoU > 0.5 with any: `localised`)
     and on the target (`right_object`), which splits errors into perception and choice, and the
     grounded reasoning's stage checks (`grounded_text.grounded_diagnosis`)."""
     from segzero_edge.answer import AnswerError, parse_answer
@@ -134,8 +134,8 @@ def per_sample(records_path: Path, rows: dict[str, dict[str, Any]],
         entry = {"id": rec["id"], "iou": rec["intersection"] / union if union else 1.0,
                  "intersection": rec["intersection"], "union": union, "parsed": parsed, "box_iou": biou,
                  "family": row["family"], "template": row["template"], "tokens": rec["timings"].get("tokens")}
-        if boxes is not None and rec["id"] in boxes:
-            target, objs, names = boxes[rec["id"]]
+        if truth is not None and rec["id"] in truth:
+            target, objs, names = truth[rec["id"]]
             overlaps = [box_iou(box, b) for b in objs] if box is not None else [0.0]
             best = int(np.argmax(overlaps))
             entry["localised"] = overlaps[best] > 0.5
@@ -194,7 +194,7 @@ def evaluate_all(cfg: EvalConfig, dirs: dict[str, Path]) -> dict[str, Any]:
     for split in [s for s in cfg.splits.split(",") if s]:
         path = Path(cfg.run) / "data" / f"{split}.parquet"
         rows = split_rows(path, cfg.limit)
-        boxes = scene_boxes(split, cfg.limit)
+        truth = scene_truth(split, cfg.limit)
         samples = list(read_eval_set(path, limit=cfg.limit))
         shared = SharedEncodings(pipes[names[0]].segmenter)  # one segmenter checkpoint for every model
         per_model: dict[str, list[dict[str, Any]]] = {}
@@ -203,7 +203,7 @@ def evaluate_all(cfg: EvalConfig, dirs: dict[str, Path]) -> dict[str, Any]:
             out = Path(cfg.run) / "eval" / f"{m}-{split}.jsonl"
             start = time.perf_counter()
             evaluate(pipes[m], samples, out, total=len(samples))
-            per_model[m] = per_sample(out, rows, boxes)
+            per_model[m] = per_sample(out, rows, truth)
             entry = summarise(per_model[m]) | {"seconds": round(time.perf_counter() - start, 1)}
             for earlier in names[: names.index(m)]:  # every later model against every earlier one
                 entry["gain_over_" + earlier] = bootstrap_gain(per_model[earlier], per_model[m], cfg.bootstrap)

@@ -20,6 +20,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from segzero_edge.geometry import box_iou
+
 Box = tuple[int, int, int, int]
 
 _ENTRY = re.compile(r"([a-z]+ [a-z]+) \[(\d+),(\d+),(\d+),(\d+)\]")
@@ -52,14 +54,6 @@ def _box(values: Sequence[str]) -> Box:
     return (x1, y1, x2, y2)
 
 
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def grounded_diagnosis(
     think: str, answer_box: Box | None, names: Sequence[str], boxes: Sequence[Box], target: int
 ) -> dict[str, float | bool]:
@@ -75,7 +69,7 @@ def grounded_diagnosis(
         return {"listing_names_right": 0.0, "named_target": False, "answer_copies_named": False}
     right = 0
     for name, box in reading.listed:
-        overlaps = [_iou(box, b) for b in boxes]
+        overlaps = [box_iou(box, b) for b in boxes]
         best = max(range(len(boxes)), key=overlaps.__getitem__) if boxes else -1
         right += best >= 0 and overlaps[best] > 0.5 and names[best] == name
     named = reading.named

@@ -399,17 +399,22 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     return data
 
 
+def model_from_conversion(conversion: MetaConversion, dtype: torch.dtype = torch.float32) -> Any:
+    """The transformers `Sam2Model` (eval mode) holding a converted checkpoint's weights."""
+    from transformers import Sam2Model
+
+    with torch.device("meta"):
+        model = Sam2Model(conversion.config)
+    model = model.to_empty(device="cpu")  # every tensor is persistent: load_state_dict fills them all
+    model.load_state_dict(conversion.state_dict, strict=True)
+    return model.to(dtype).eval()
+
+
 def load_meta_checkpoint(
     path: str | Path, dtype: torch.dtype = torch.float32, image_size: int = 1024
 ) -> Any:
     """A transformers `Sam2Model` (eval mode) from a Meta SAM2 checkpoint file; see
     `read_checkpoint` and `convert_state_dict` for what is checked."""
-    from transformers import Sam2Model
-
-    conversion = convert_state_dict(read_checkpoint(path), image_size=image_size)
-    with torch.device("meta"):
-        model = Sam2Model(conversion.config)
-    model = model.to_empty(device="cpu")  # every tensor is persistent: load_state_dict fills them all
-    model.load_state_dict(conversion.state_dict, strict=True)
+    model = model_from_conversion(convert_state_dict(read_checkpoint(path), image_size=image_size), dtype)
     model.config.name_or_path = str(path)
-    return model.to(dtype).eval()
+    return model
